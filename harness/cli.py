@@ -1,0 +1,184 @@
+"""bench.py's command line: list, compile, check and time kernel variants."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.errors import UserError
+
+EXIT_USER_ERROR = 2
+EXIT_CHECK_FAILED = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench.py",
+        description="Check every launch configuration of a layer's kernel variants against the float64 "
+                    "reference, then time them against PyTorch eager and torch.compile.",
+        epilog="examples: python bench.py --list | python bench.py layernorm --variant 3 | "
+               "python bench.py layernorm --pass backward --dtype bf16 --save")
+    parser.add_argument("layer", nargs="?", help="layer to run (e.g. layernorm, or layernorm.backward)")
+    parser.add_argument("--list", action="store_true", help="list every layer and variant, from the file headers")
+    parser.add_argument("--markdown", action="store_true", help="with --list: print the README's markdown table")
+    parser.add_argument("--pass", dest="pass_name", choices=("forward", "backward"),
+                        help="only this pass (default: every pass of the layer)")
+    parser.add_argument("--variant", type=int, action="append", metavar="N",
+                        help="only variant N (repeatable); default: all variants")
+    parser.add_argument("--dtype", choices=("fp32", "bf16", "all"), default="all",
+                        help="element type (default: every dtype some variant supports)")
+    parser.add_argument("--shape", help="shape to time, e.g. 8,1024,768 or B=8,T=1024,C=768 (default: the layer's)")
+    parser.add_argument("--block-size", type=int, nargs="+", metavar="N",
+                        help="only these block sizes from each variant's sweep")
+    parser.add_argument("--repeats", type=int, default=100, help="timed calls per row (default 100)")
+    parser.add_argument("--no-baselines", action="store_true", help="skip the PyTorch baselines")
+    parser.add_argument("--no-compile-baseline", action="store_true", help="skip the torch.compile baseline")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write this run's results to PATH")
+    parser.add_argument("--save", action="store_true", help="merge the results into results/<gpu>.json and .md")
+    parser.add_argument("--compile-only", action="store_true",
+                        help="compile the selected variants with NVRTC (sm_80, sm_90); needs no GPU")
+    return parser
+
+
+def parse_shape(text: str, op) -> tuple:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        if all("=" in p for p in parts):
+            values = {k.strip(): int(v) for k, v in (p.split("=", 1) for p in parts)}
+            if set(values) != set(op.dims):
+                raise ValueError
+            dims = op.make_dims(values)
+        else:
+            if len(parts) != len(op.dims):
+                raise ValueError
+            dims = op.make_dims([int(p) for p in parts])
+    except ValueError:
+        raise UserError(f"--shape {text!r} is not a shape of {op.id}: give {len(op.dims)} integers "
+                        f"{','.join(op.dims)}, e.g. {','.join(map(str, op.bench_shape))}") from None
+    if any(v <= 0 for v in dims):
+        raise UserError(f"--shape {text!r}: every dimension must be positive")
+    return dims
+
+
+def list_variants(markdown: bool) -> str:
+    from harness.registry import all_ops
+
+    lines = []
+    if markdown:
+        lines += ["| layer | pass | variant | what it does | dtypes | what it teaches |", "|---|---|---|---|---|---|"]
+    for op in all_ops():
+        for v in op.variants:
+            if markdown:
+                lines.append(f"| {op.layer} | {op.pass_name} | {v.number} | {v.name} | {', '.join(v.dtypes)} | "
+                             f"{v.header.teaches} |")
+            else:
+                lines.append(f"{op.id:<22} {v.number:>2}  {v.name:<48} [{', '.join(v.dtypes)}]  {v.header.run}")
+    return "\n".join(lines)
+
+
+def select(args, op):
+    return op.variants if not args.variant else [v for v in op.variants if v.number in args.variant]
+
+
+def compile_only(ops, args) -> int:
+    from harness.compile import CompileError, compile_cubin
+
+    failures = 0
+    for op in ops:
+        for variant in select(args, op):
+            if variant.source is None:
+                continue
+            dtypes = variant.dtypes if args.dtype == "all" else [d for d in variant.dtypes if d == args.dtype]
+            for dtype in dtypes:
+                for arch in variant.archs:
+                    try:
+                        compile_cubin(variant.source, dtype, arch)
+                        print(f"ok      {variant.id} {dtype} {arch}")
+                    except CompileError as exc:
+                        failures += 1
+                        print(f"FAILED  {variant.id} {dtype} {arch}\n{exc}")
+    return EXIT_CHECK_FAILED if failures else 0
+
+
+def run(args) -> int:
+    from harness.registry import find_ops
+
+    if args.list:
+        print(list_variants(args.markdown))
+        return 0
+    if not args.layer:
+        from harness.registry import layers
+
+        raise UserError(f"name a layer (one of: {', '.join(layers())}) or use --list; see --help")
+    if args.repeats < 1:
+        raise UserError("--repeats must be at least 1")
+    ops = find_ops(args.layer, args.pass_name)
+    if args.variant:
+        have = {v.number for op in ops for v in op.variants}
+        missing = sorted(set(args.variant) - have)
+        if missing:
+            valid = "; ".join(f"{op.id}: {', '.join(str(v.number) for v in op.variants)}" for op in ops)
+            raise UserError(f"no variant {', '.join(map(str, missing))} in {args.layer}; valid variants: {valid}")
+    if args.compile_only:
+        return compile_only(ops, args)
+
+    from harness import gpu
+
+    gpu.require_gpu()
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from harness.ceilings import ceilings
+    from harness.report import print_run, save_results, write_json
+    from harness.runner import bench_op, selected_configs
+
+    console = Console()
+    limits = ceilings()
+    runs = []
+    jobs = []
+    for op in ops:
+        variants = select(args, op)
+        dims = parse_shape(args.shape, op) if args.shape else op.bench_shape
+        dtypes = ("fp32", "bf16") if args.dtype == "all" else (args.dtype,)
+        for dtype in dtypes:
+            chosen = [v for v in variants if dtype in v.dtypes]
+            if chosen:
+                jobs.append((op, dtype, dims, chosen))
+    if not jobs:
+        raise UserError(f"no selected variant supports dtype {args.dtype}")
+
+    def baseline_names(op):
+        if args.no_baselines:
+            return []
+        return [name for name in op.baselines if not (args.no_compile_baseline and name == "torch.compile")]
+
+    steps = sum(len(baseline_names(op)) + sum(len(selected_configs(v, args.block_size)) for v in variants)
+                for op, _, _, variants in jobs)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task("benchmarking", total=steps)
+        for op, dtype, dims, variants in jobs:
+            run_result = bench_op(op, dtype, dims, variants, block_sizes=args.block_size,
+                                  baselines=baseline_names(op), repeats=args.repeats, ceilings=limits,
+                                  on_step=lambda text: progress.update(task, description=text, advance=1))
+            print_run(run_result, console)
+            runs.append(run_result)
+    if args.json:
+        write_json(runs, args.json)
+        console.print(f"wrote {args.json}")
+    if args.save:
+        paths = save_results(runs)
+        console.print(f"saved {' and '.join(map(str, paths))}")
+    failed = [run.key for run in runs if not run.passed]
+    if failed:
+        console.print(f"[bold red]correctness failures in: {', '.join(failed)}[/]")
+        return EXIT_CHECK_FAILED
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except UserError as exc:
+        print(f"bench.py: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR

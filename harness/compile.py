@@ -1,0 +1,137 @@
+"""Compile variant .cu files to cubins with NVRTC, and cache them.
+
+This path needs no GPU: NVRTC is a library, so CI compiles every variant for sm_80 and sm_90 with
+exactly the code that later builds the cubins a GPU loads. Each (file, dtype, arch) is compiled
+once; the cubin is cached under ~/.cache/cuda-workbench keyed by a hash of the source, every
+header it includes from kernels/, the options and the NVRTC version.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import site
+import sys
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from harness.errors import UserError
+
+KERNELS_DIR = Path(__file__).resolve().parent.parent / "kernels"
+CACHE_DIR = Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "cuda-workbench"))
+
+
+class CompileError(Exception):
+    """NVRTC rejected a source file; the message holds the compiler's log."""
+
+
+def _site_dirs() -> list[Path]:
+    dirs = [Path(p) for p in site.getsitepackages()]
+    user = site.getusersitepackages()
+    if isinstance(user, str):
+        dirs.append(Path(user))
+    return dirs + [Path(p) for p in sys.path if p.endswith("site-packages")]
+
+
+@lru_cache(maxsize=1)
+def cuda_include_dirs() -> tuple[Path, ...]:
+    """Where cuda_bf16.h, cooperative_groups.h and the libcu++ headers they need live.
+
+    Looks at $CUDA_PATH / $CUDA_HOME, /usr/local/cuda, the pip CUDA headers
+    (cuda-toolkit[nvrtc,cudart] puts them in site-packages/nvidia/cu13/include) and CuPy's
+    bundled CCCL (CUDA 13 moved libcu++ out of the top include folder).
+    """
+    found: list[Path] = []
+    toolkit_roots = [os.environ.get("CUDA_PATH"), os.environ.get("CUDA_HOME"), "/usr/local/cuda"]
+    candidates = [Path(root) / "include" for root in toolkit_roots if root]
+    for site_dir in _site_dirs():
+        candidates += [site_dir / "nvidia" / "cu13" / "include", site_dir / "nvidia" / "cuda_runtime" / "include"]
+    for candidate in candidates:
+        if (candidate / "cuda_bf16.h").exists() and candidate not in found:
+            found.append(candidate)
+            if (candidate / "cccl" / "cuda" / "std").exists():  # CUDA 13 toolkits keep libcu++ here
+                found.append(candidate / "cccl")
+            break
+    for site_dir in ([] if len(found) > 1 else _site_dirs()):
+        libcudacxx = site_dir / "cupy" / "_core" / "include" / "cupy" / "_cccl" / "libcudacxx"
+        if libcudacxx.exists() and libcudacxx not in found:
+            found.append(libcudacxx)
+            break
+    if not found or not (found[0] / "cuda_bf16.h").exists():
+        raise UserError(
+            "CUDA headers not found (cuda_bf16.h). Install them with "
+            "`pip install \"cuda-toolkit[nvrtc,cudart]==13.*\"` or set CUDA_PATH to a CUDA toolkit.")
+    return tuple(found)
+
+
+def _nvrtc():
+    try:
+        from cupy_backends.cuda.libs import nvrtc
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise UserError(f"CuPy is not installed ({exc}); `pip install cupy-cuda13x` (see README)") from exc
+    return nvrtc
+
+
+def nvrtc_version() -> tuple[int, int]:
+    return tuple(_nvrtc().getVersion())
+
+
+def local_includes(source: Path, seen: set[Path] | None = None) -> list[Path]:
+    """Every header under kernels/ that `source` includes, directly or not (for the cache key)."""
+    seen = set() if seen is None else seen
+    for name in re.findall(r'^\s*#\s*include\s+"([^"]+)"', source.read_text(), re.M):
+        for folder in (source.parent, KERNELS_DIR):
+            header = (folder / name).resolve()
+            if header.exists() and header not in seen:
+                seen.add(header)
+                local_includes(header, seen)
+                break
+    return sorted(seen)
+
+
+def compile_options(dtype: str, arch: str) -> list[str]:
+    options = [f"--gpu-architecture={arch}", "-std=c++17", f"-I{KERNELS_DIR}"]
+    options += [f"-I{folder}" for folder in cuda_include_dirs()]
+    if dtype == "bf16":
+        options.append("-DWB_BF16")
+    return options
+
+
+def _cache_key(source: Path, options: list[str]) -> str:
+    digest = hashlib.sha256()
+    for path in [source, *local_includes(source)]:
+        digest.update(str(path.name).encode())
+        digest.update(path.read_bytes())
+    digest.update(repr(options).encode())
+    digest.update(repr(nvrtc_version()).encode())
+    return digest.hexdigest()[:24]
+
+
+def compile_cubin(source: Path, dtype: str, arch: str) -> Path:
+    """Compile `source` for `dtype` and `arch` (e.g. "sm_90"), returning the cached cubin's path.
+
+    Raises CompileError with NVRTC's log when the source does not compile.
+    """
+    source = Path(source).resolve()
+    options = compile_options(dtype, arch)
+    cubin = CACHE_DIR / f"{source.stem}-{dtype}-{arch}-{_cache_key(source, options)}.cubin"
+    if cubin.exists():
+        return cubin
+    nvrtc = _nvrtc()
+    program = nvrtc.createProgram(source.read_text(), source.name, [], [])
+    try:
+        try:
+            nvrtc.compileProgram(program, options)
+        except Exception as exc:  # NVRTCError: the log says why
+            log = nvrtc.getProgramLog(program)
+            raise CompileError(f"{source} ({dtype}, {arch}) failed to compile: {exc}\n{log}") from None
+        binary = nvrtc.getCUBIN(program)
+    finally:
+        nvrtc.destroyProgram(program)
+    cubin.parent.mkdir(parents=True, exist_ok=True)
+    # Write to a temporary file and rename, so a crash never leaves a truncated cubin in the cache.
+    with tempfile.NamedTemporaryFile(dir=cubin.parent, delete=False, suffix=".tmp") as handle:
+        handle.write(binary)
+    os.replace(handle.name, cubin)
+    return cubin

@@ -1,0 +1,173 @@
+"""Check and time the variants of one op at one dtype and shape, with its baselines, in one run.
+
+Every launch configuration that is timed is first checked (poisoned outputs, float64 reference)
+and re-checked after timing; a configuration that fails is reported and never timed. Baselines
+(PyTorch eager, torch.compile) are timed in the same run on the same inputs, and every row's
+speed-up is a ratio against them.
+"""
+from __future__ import annotations
+
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from harness.check import Case, check_variant, run_check
+from harness.contract import Op, Variant
+from harness.errors import UserError
+from harness.timing import L2Flusher, time_cuda
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Row:
+    kind: str  # "baseline" or "variant"
+    label: str
+    variant: int | None = None
+    config: dict = field(default_factory=dict)
+    status: str = "ok"  # ok | failed | refused | unavailable
+    note: str = ""
+    timing: dict | None = None
+    gbps: float | None = None
+    tflops: float | None = None
+    pct_of_ceiling: float | None = None
+    speedup: dict = field(default_factory=dict)  # baseline label -> baseline time / this time
+    max_abs_err: float | None = None
+    tolerance_used: float | None = None
+
+    @property
+    def median_us(self) -> float | None:
+        return None if self.timing is None else self.timing["median_us"]
+
+
+@dataclass
+class Run:
+    op: str
+    dtype: str
+    shape: dict
+    bytes: int
+    flops: int
+    bound: str
+    ceilings: dict
+    environment: dict
+    rows: list[Row]
+
+    @property
+    def key(self) -> str:
+        shape = ",".join(f"{k}={v}" for k, v in self.shape.items())
+        return f"{self.op} {self.dtype} {shape}"
+
+    @property
+    def passed(self) -> bool:
+        return all(row.status != "failed" for row in self.rows)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Run":
+        return cls(**{**data, "rows": [Row(**row) for row in data["rows"]]})
+
+
+def git_commit() -> str:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def environment() -> dict:
+    import cupy
+
+    from harness.compile import nvrtc_version
+
+    driver = cupy.cuda.runtime.driverGetVersion()
+    return {
+        "gpu": torch.cuda.get_device_name(),
+        "driver_cuda": f"{driver // 1000}.{driver % 1000 // 10}",
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "cupy": cupy.__version__,
+        "nvrtc": ".".join(map(str, nvrtc_version())),
+        "commit": git_commit(),
+    }
+
+
+def rate_row(row: Row, op: Op, dims, dtype: str, ceilings: dict) -> None:
+    seconds = row.median_us * 1e-6
+    row.gbps = op.bytes_moved(dims, dtype) / seconds / 1e9
+    row.tflops = op.flops(dims) / seconds / 1e12
+    if op.bound == "memory":
+        row.pct_of_ceiling = 100 * row.gbps / ceilings["copy_gbps"]
+    else:
+        row.pct_of_ceiling = 100 * row.tflops / ceilings["gemm_tflops"][dtype]
+
+
+def selected_configs(variant: Variant, block_sizes: list[int] | None) -> list[dict]:
+    if not block_sizes:
+        return variant.configs
+    return [c for c in variant.configs if c.get("block_size") in block_sizes]
+
+
+def bench_op(op: Op, dtype: str, dims, variants: list[Variant], *, block_sizes: list[int] | None = None,
+             baselines: list[str] | None = None, repeats: int = 100, warmup: int = 10, ceilings: dict,
+             on_step=None, seed: int = 0) -> Run:
+    """Check and time `variants` (each at its configurations) and the named baselines."""
+    dims = op.make_dims(dims)
+    case = Case(op, dtype, dims, seed=seed, device="cuda")
+    flusher = L2Flusher()
+    rows: list[Row] = []
+    step = on_step or (lambda description: None)
+
+    for name in (op.baselines if baselines is None else baselines):
+        step(f"{op.id} {dtype}: {name}")
+        row = Row(kind="baseline", label=name)
+        try:
+            fn = op.baselines[name](case.inputs, dims)
+            row.timing = time_cuda(fn, flusher, warmup=warmup, repeats=repeats).as_dict()
+            rate_row(row, op, dims, dtype, ceilings)
+        except Exception as exc:  # e.g. torch.compile without a working Triton: say so, keep going
+            row.status, row.note = "unavailable", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        rows.append(row)
+
+    for variant in variants:
+        configs = selected_configs(variant, block_sizes)
+        if not configs:
+            sizes = sorted({c.get('block_size') for c in variant.configs if 'block_size' in c})
+            raise UserError(f"{variant.id} is not configured for block sizes {block_sizes}; it sweeps {sizes}")
+        for config in configs:
+            step(f"{variant.id} {dtype} {config}")
+            row = Row(kind="variant", label=f"{variant.number}: {variant.name}", variant=variant.number,
+                      config=dict(config))
+            rows.append(row)
+            reason = variant.refusal(dims, dtype, config)
+            if reason:
+                row.status, row.note = "refused", reason
+                continue
+            result, launch = check_variant(variant, case, config)
+            row.max_abs_err, row.tolerance_used = result.max_abs_err, result.tolerance_used
+            if not result.passed:
+                row.status, row.note = "failed", result.describe()
+                continue
+            row.timing = time_cuda(launch, flusher, warmup=warmup, repeats=repeats).as_dict()
+            after = run_check(case, launch, result.label + " after timing", poison=False)
+            if not after.passed:
+                row.status, row.note = "failed", after.describe()
+                continue
+            rate_row(row, op, dims, dtype, ceilings)
+
+    for row in rows:
+        if row.median_us is None:
+            continue
+        for baseline in rows:
+            if baseline.kind == "baseline" and baseline.median_us is not None:
+                row.speedup[baseline.label] = baseline.median_us / row.median_us
+
+    return Run(op=op.id, dtype=dtype, shape=dims._asdict(), bytes=op.bytes_moved(dims, dtype),
+               flops=op.flops(dims), bound=op.bound, ceilings=ceilings, environment=environment(), rows=rows)

@@ -1,0 +1,51 @@
+"""The short summary `make gpu` prints last: test outcome, and per run the best variant against the
+baselines and the ceiling. `python -m harness.summary OUT_DIR`."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from harness.runner import Run
+
+
+def best_variant(run: Run):
+    timed = [row for row in run.rows if row.kind == "variant" and row.median_us is not None]
+    return min(timed, key=lambda row: row.median_us) if timed else None
+
+
+def describe(run: Run) -> str:
+    best = best_variant(run)
+    failed = [row for row in run.rows if row.status == "failed"]
+    if best is None:
+        text = f"{run.key}: no variant timed"
+    else:
+        speedups = ", ".join(f"{value:.2f}x vs {name}" for name, value in best.speedup.items())
+        config = " ".join(f"{k}={v}" for k, v in best.config.items())
+        text = (f"{run.key}: best {best.label} [{config}] {best.median_us:.2f} us, {best.gbps:.0f} GB/s, "
+                f"{best.pct_of_ceiling:.1f}% of ceiling; {speedups}")
+    if failed:
+        text += f"; {len(failed)} FAILED rows"
+    return text
+
+
+def main(out_dir: str) -> int:
+    out = Path(out_dir)
+    lines = ["", "==== GPU suite summary ===="]
+    log = out / "pytest.log"
+    if log.exists():
+        tail = [line for line in log.read_text().splitlines() if line.strip()]
+        lines.append("pytest: " + (tail[-1] if tail else "(empty log)"))
+    for path in sorted(out.glob("bench-*.json")):
+        for item in json.loads(path.read_text())["runs"]:
+            lines.append(describe(Run.from_dict(item)))
+    notebooks = out / "notebooks.log"
+    if notebooks.exists():
+        tail = [line for line in notebooks.read_text().splitlines() if line.strip()]
+        lines.append("notebooks: " + (tail[-1] if tail else "(empty log)"))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "gpu-out"))

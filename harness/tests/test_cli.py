@@ -1,0 +1,80 @@
+"""bench.py as a user meets it: listing, and clear errors with exit code 2 for bad input."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import list_variants, main
+from harness.gpu import gpu_unavailable_reason
+from harness.registry import all_variants
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bench(*args):
+    return subprocess.run([sys.executable, "bench.py", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_list_shows_every_variant_from_its_header():
+    result = bench("--list")
+    assert result.returncode == 0
+    for variant in all_variants():
+        assert variant.header.run in result.stdout
+        assert variant.name in result.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["softmaxx"], "unknown layer 'softmaxx'; valid layers: layernorm"),
+    (["layernorm", "--variant", "42"], "no variant 42 in layernorm; valid variants: layernorm.forward: 1"),
+    (["layernorm.upward"], "no pass 'upward'"),
+    ([], "name a layer"),
+    (["layernorm", "--repeats", "0"], "--repeats must be at least 1"),
+])
+def test_bad_input_exits_2_with_message(args, message):
+    result = bench(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_dtype_is_rejected_by_argparse():
+    result = bench("layernorm", "--dtype", "fp8")
+    assert result.returncode == 2 and "invalid choice: 'fp8'" in result.stderr
+
+
+def test_bad_shape_names_the_expected_dims(capsys):
+    if gpu_unavailable_reason() is None:
+        pytest.skip("with a GPU this would run the benchmark")
+    # without a GPU the GPU check comes first; test the parser directly
+    from harness.cli import parse_shape
+    from harness.errors import UserError
+    from kernels.layernorm.forward import FORWARD
+
+    assert parse_shape("B=2,T=3,C=64", FORWARD) == (2, 3, 64)
+    assert parse_shape("2, 3, 64", FORWARD) == (2, 3, 64)
+    for bad in ("2,3", "B=2,T=3,X=4", "a,b,c", "0,3,64"):
+        with pytest.raises(UserError, match="shape"):
+            parse_shape(bad, FORWARD)
+
+
+def test_without_gpu_timing_says_what_still_works(tmp_path):
+    if gpu_unavailable_reason() is None:
+        pytest.skip("a GPU is present")
+    target = tmp_path / "out.json"
+    result = bench("layernorm", "--json", str(target))
+    assert result.returncode == 2
+    assert "needs a CUDA GPU" in result.stderr and "--compile-only" in result.stderr
+    assert not target.exists(), "nothing half-written on failure"
+
+
+def test_compile_only_builds_selected_variants_without_gpu():
+    result = bench("layernorm", "--variant", "1", "--compile-only")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok      layernorm.forward/1 fp32 sm_90" in result.stdout
+
+
+def test_markdown_list_has_a_row_per_variant():
+    table = list_variants(markdown=True).splitlines()
+    assert len(table) == 2 + len(all_variants())

@@ -1,0 +1,97 @@
+"""Correctness of every variant: each (op, variant, dtype, shape) is a test, checked at every launch
+configuration it sweeps, with poisoned outputs against the float64 reference (GPU). Refusals are
+checked on the CPU too: a variant asked for a shape it declares it cannot handle must raise."""
+import zlib
+
+import pytest
+import torch
+
+from harness.check import Case, check_variant
+from harness.errors import ShapeRefused
+from harness.registry import all_variants
+
+CASES = [(v, dtype, dims) for v in all_variants() for dtype in v.dtypes for dims in v.op.shapes]
+
+
+def case_id(variant, dtype, dims):
+    return f"{variant.id}-{dtype}-" + "x".join(str(d) for d in dims)
+
+
+@pytest.fixture(scope="module")
+def cases():
+    """One Case (inputs, reference, buffers) per (op, dtype, shape), shared by that op's variants."""
+    made = {}
+
+    def get(op, dtype, dims):
+        key = (op.id, dtype, tuple(dims))
+        if key not in made:
+            made.clear()  # keep one case alive at a time: the big shapes hold float64 references
+            made[key] = Case(op, dtype, dims, seed=zlib.crc32(repr(key).encode()))
+        return made[key]
+
+    return get
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant,dtype,dims", CASES, ids=[case_id(*c) for c in CASES])
+def test_variant_matches_reference(gpu, cases, variant, dtype, dims):
+    case = cases(variant.op, dtype, dims)
+    checked = 0
+    failures = []
+    for config in variant.configs:
+        if variant.refusal(dims, dtype, config):
+            with pytest.raises(ShapeRefused):
+                variant.bind(case.tensors, dims, dtype, config)
+            continue
+        result, _ = check_variant(variant, case, config)
+        checked += 1
+        if not result.passed:
+            failures.append(result.describe())
+    assert not failures, "\n".join(failures)
+    if checked == 0:
+        pytest.skip(f"{variant.id} refuses {variant.op.format_dims(dims)} {dtype} at every configuration")
+
+
+REFUSALS = [(v, dtype, dims, config) for v, dtype, dims in CASES for config in v.configs
+            if v.refusal(dims, dtype, config)]
+
+
+@pytest.mark.parametrize("variant,dtype,dims,config", REFUSALS,
+                         ids=[case_id(v, d, s) + f"-{c}" for v, d, s, c in REFUSALS])
+def test_refused_shapes_raise(variant, dtype, dims, config):
+    """No GPU needed: the refusal is raised before any buffer is touched."""
+    with pytest.raises(ShapeRefused, match=variant.id):
+        variant.bind({}, dims, dtype, config)
+
+
+def test_dtype_not_supported_is_refused():
+    fp32_only = [v for v in all_variants() if v.dtypes == ("fp32",)]
+    if not fp32_only:
+        pytest.skip("every variant supports bf16")
+    variant = fp32_only[0]
+    with pytest.raises(ShapeRefused, match="bf16"):
+        variant.bind({}, variant.op.shapes[0], "bf16", variant.configs[0])
+
+
+@pytest.mark.gpu
+def test_bound_variant_runs_inside_a_cuda_graph(gpu):
+    """The training-loop contract: a bound variant allocates nothing and never syncs with the host,
+    so it can be captured in a CUDA graph and replayed on the same buffers."""
+    for op_variant in [v for v in all_variants() if v.number == max(x.number for x in v.op.variants)]:
+        op, dtype = op_variant.op, op_variant.dtypes[-1]
+        dims = op.shapes[0]
+        config = next(c for c in op_variant.configs if not op_variant.refusal(dims, dtype, c))
+        case = Case(op, dtype, dims, seed=7)
+        launch = op_variant.bind(case.tensors | case.scratch_for(op_variant, config), dims, dtype, config)
+        launch()  # loads the module outside the capture
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        stream = torch.cuda.Stream()
+        with torch.cuda.stream(stream):
+            with torch.cuda.graph(graph, stream=stream):
+                launch()
+        case.poison()
+        graph.replay()
+        torch.cuda.synchronize()
+        failures = [c.describe() for c in case.compare_outputs() if not c.passed]
+        assert not failures, f"{op_variant.id} under graph replay: " + "\n".join(failures)
