@@ -7,6 +7,7 @@ computed in float64 from exactly those rounded inputs, and device buffers for in
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -14,6 +15,11 @@ import torch
 from harness.contract import Op, Tolerance, Variant, torch_dtype
 
 MISMATCHES_SHOWN = 5
+GUARD_ELEMENTS = 1024  # NaN guard zone on each side of every CPU buffer
+
+
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return torch.equal(a.view(torch.uint8), b.view(torch.uint8))
 
 
 @dataclass
@@ -80,17 +86,44 @@ class Case:
         self.inputs = {name: inputs64[name].to(device=device, dtype=torch_dtype(spec.element_type, dtype))
                        .contiguous() for name, spec in op.inputs.items()}
         self._pristine = {name: tensor.clone() for name, tensor in self.inputs.items()}
-        self.outputs = {name: torch.empty(spec.shape(self.dims), dtype=torch_dtype(spec.element_type, dtype),
-                                          device=device) for name, spec in op.outputs.items()}
+        self._guards: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.inputs = {name: self._allocate(name, tensor.shape, tensor.dtype, fill=tensor)
+                       for name, tensor in self.inputs.items()}
+        self.outputs = {name: self._allocate(name, spec.shape(self.dims), torch_dtype(spec.element_type, dtype))
+                        for name, spec in op.outputs.items()}
+
+    def _allocate(self, name: str, shape, dtype: torch.dtype, fill: torch.Tensor | None = None) -> torch.Tensor:
+        """On the GPU a plain allocation. On the CPU (the emulator, which has no memory protection)
+        the tensor sits between two NaN-filled guard zones: a kernel reading past its end reads NaN,
+        and one writing past it changes a guard, which guards_intact() reports."""
+        if torch.device(self.device).type != "cpu":
+            tensor = torch.empty(shape, dtype=dtype, device=self.device)
+        else:
+            numel = math.prod(shape)
+            base = torch.full((numel + 2 * GUARD_ELEMENTS,), float("nan"), dtype=dtype)
+            tensor = base[GUARD_ELEMENTS:GUARD_ELEMENTS + numel].view(shape)
+            self._guards[name] = (base, base.clone())
+        if fill is not None:
+            tensor.copy_(fill)
+        return tensor
+
+    def guards_intact(self) -> list[str]:
+        """Tensors whose guard zones a kernel wrote into (out-of-bounds writes; CPU only)."""
+        broken = []
+        for name, (base, pristine) in self._guards.items():
+            before, after = base[:GUARD_ELEMENTS], base[-GUARD_ELEMENTS:]
+            if not (_same_bits(before, pristine[:GUARD_ELEMENTS]) and _same_bits(after, pristine[-GUARD_ELEMENTS:])):
+                broken.append(name)
+        return broken
+
+    def scratch_for(self, variant: Variant, config: dict) -> dict[str, torch.Tensor]:
+        specs = variant.scratch_specs(self.dims, self.dtype, config)
+        return {name: self._allocate(name, spec.shape(self.dims), torch_dtype(spec.element_type, self.dtype))
+                for name, spec in specs.items()}
 
     @property
     def tensors(self) -> dict[str, torch.Tensor]:
         return self.inputs | self.outputs
-
-    def scratch_for(self, variant: Variant, config: dict) -> dict[str, torch.Tensor]:
-        specs = variant.scratch_specs(self.dims, self.dtype, config)
-        return {name: torch.empty(spec.shape(self.dims), dtype=torch_dtype(spec.element_type, self.dtype),
-                                  device=self.device) for name, spec in specs.items()}
 
     def poison(self) -> None:
         for tensor in self.outputs.values():
@@ -111,10 +144,11 @@ class CheckResult:
     label: str
     comparisons: list[Comparison]
     clobbered_inputs: list[str] = field(default_factory=list)
+    out_of_bounds: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.comparisons) and not self.clobbered_inputs
+        return all(c.passed for c in self.comparisons) and not self.clobbered_inputs and not self.out_of_bounds
 
     @property
     def tolerance_used(self) -> float:
@@ -129,6 +163,8 @@ class CheckResult:
         lines += ["  " + c.describe() for c in self.comparisons]
         if self.clobbered_inputs:
             lines.append(f"  inputs modified by the kernel: {', '.join(self.clobbered_inputs)}")
+        if self.out_of_bounds:
+            lines.append(f"  written out of bounds (guard zone changed): {', '.join(self.out_of_bounds)}")
         return "\n".join(lines)
 
 
@@ -146,7 +182,7 @@ def run_check(case: Case, launch, label: str, poison: bool = True) -> CheckResul
         case.poison()
         launch()
     synchronize(case.device)
-    return CheckResult(label, case.compare_outputs(), case.inputs_intact())
+    return CheckResult(label, case.compare_outputs(), case.inputs_intact(), case.guards_intact())
 
 
 def variant_label(variant: Variant, dtype: str, dims, config: dict) -> str:
@@ -155,7 +191,8 @@ def variant_label(variant: Variant, dtype: str, dims, config: dict) -> str:
 
 
 def check_variant(variant: Variant, case: Case, config: dict) -> tuple[CheckResult, callable]:
-    """Check one variant at one launch configuration on the GPU; returns the result and the bound launch."""
+    """Check one variant at one launch configuration on the case's device (the GPU, or the CPU
+    emulator); returns the result and the bound launch."""
     tensors = case.tensors | case.scratch_for(variant, config)
-    launch = variant.bind(tensors, case.dims, case.dtype, config)
+    launch = variant.bind(tensors, case.dims, case.dtype, config, device=torch.device(case.device).type)
     return run_check(case, launch, variant_label(variant, case.dtype, case.dims, config)), launch

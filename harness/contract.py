@@ -102,24 +102,29 @@ class Variant:
         return {} if self.scratch is None else self.scratch(dims, dtype, config)
 
     def bind(self, tensors: Mapping[str, torch.Tensor], dims: tuple, dtype: str,
-             config: dict | None = None) -> Callable[[], None]:
+             config: dict | None = None, device: str = "cuda") -> Callable[[], None]:
         """Check the buffers once and return a callable that only enqueues the kernels.
 
         `tensors` must hold every input, output and scratch tensor the op and this variant name,
-        already allocated on the GPU. The returned callable allocates nothing and never
+        already allocated on `device`. On "cuda" the returned callable allocates nothing and never
         synchronises with the host, so a training loop can call it every step (or capture it in
-        a CUDA graph).
+        a CUDA graph). On "cpu" the kernels run in the CPU emulator (harness.emulator).
         """
-        from harness import gpu  # imported here: loading kernels needs a GPU, the contract does not
-
         config = dict(self.configs[0] if config is None else config)
         dims = self.op.make_dims(dims)
         reason = self.refusal(dims, dtype, config)
         if reason:
             raise ShapeRefused(f"{self.id} refuses {self.op.format_dims(dims)} {dtype} {config}: {reason}")
         expected = self.op.tensor_specs(dims) | self.scratch_specs(dims, dtype, config)
-        validate_tensors(self.id, tensors, expected, dims, dtype)
-        kernels = gpu.load_variant(self, dtype)
+        validate_tensors(self.id, tensors, expected, dims, dtype, device)
+        if device == "cpu":
+            from harness import emulator
+
+            kernels = emulator.load_variant(self, dtype)
+        else:
+            from harness import gpu  # imported here: the contract itself needs no GPU
+
+            kernels = gpu.load_variant(self, dtype)
         args = SimpleNamespace(**{name: tensors[name] for name in expected})
         launch = self.launch
 
@@ -139,7 +144,7 @@ def check_header_matches(header: VariantHeader, op: "Op", number: int) -> None:
 
 
 def validate_tensors(owner: str, tensors: Mapping[str, torch.Tensor], expected: Mapping[str, TensorSpec],
-                     dims: tuple, dtype: str) -> None:
+                     dims: tuple, dtype: str, device: str = "cuda") -> None:
     missing = [name for name in expected if name not in tensors]
     if missing:
         raise UserError(f"{owner}: missing tensors {', '.join(missing)} (it needs {', '.join(expected)})")
@@ -155,8 +160,9 @@ def validate_tensors(owner: str, tensors: Mapping[str, torch.Tensor], expected: 
             raise UserError(f"{owner}: tensor '{name}' must be contiguous; call .contiguous() first")
     for name in expected:
         tensor = tensors[name]
-        if tensor.device.type != "cuda":
-            raise UserError(f"{owner}: tensor '{name}' is on {tensor.device}; kernels need CUDA tensors")
+        if tensor.device.type != device:
+            hint = "kernels need CUDA tensors" if device == "cuda" else "the CPU emulator needs CPU tensors"
+            raise UserError(f"{owner}: tensor '{name}' is on {tensor.device}; {hint}")
         if tensor.data_ptr() % 16:
             raise UserError(f"{owner}: tensor '{name}' is not 16-byte aligned; pass a fresh allocation")
 

@@ -1,0 +1,217 @@
+"""Run variants on the CPU: each .cu file is compiled with g++ against emu_runtime.h (one OS thread per
+CUDA thread, real barriers for __syncthreads and shuffles) and launched through ctypes on CPU tensors.
+
+This is how CI, which has no GPU, still runs every kernel: it catches wrong indexing, unguarded
+tails, unwritten outputs, out-of-bounds writes (with the guarded buffers of harness.check), barriers
+or full-mask shuffles after threads returned, and launch lines that pass the wrong number or types
+of arguments. It measures nothing about speed and cannot reproduce races that only the GPU's memory
+ordering exposes: the GPU tests remain the authority.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from harness.compile import CACHE_DIR, KERNELS_DIR, local_includes
+from harness.errors import UserError
+
+INCLUDE_DIR = Path(__file__).resolve().parent / "include"
+EMULATED_SMS = 4  # small, so grid-stride loops take several turns
+
+# extern __shared__ [__align__(n)] T name[];  ->  a pointer into the launch's dynamic shared memory
+DYNAMIC_SHARED = re.compile(
+    r"extern\s+__shared__\s+(?:__align__\s*\(\s*\d+\s*\)\s+)?([\w:]+)\s+(?:__align__\s*\(\s*\d+\s*\)\s+)?(\w+)\s*\[\s*\]\s*;")
+# __shared__ T name[...]...;  ->  a static, registered so it is poisoned between blocks
+STATIC_SHARED = re.compile(r"__shared__\s+((?:__align__\s*\(\s*\d+\s*\)\s+)?[\w:<>]+)\s+(\w+)\s*((?:\[[^\]]*\])+)\s*;")
+KERNEL = re.compile(r'extern\s+"C"\s+__attribute__\s*\(\(used\)\)\s+void\s+(\w+)\s*\(([^)]*)\)')
+
+SCALAR_TYPES = {
+    "int": ctypes.c_int, "unsigned": ctypes.c_uint, "unsigned int": ctypes.c_uint, "float": ctypes.c_float,
+    "double": ctypes.c_double, "long": ctypes.c_long, "size_t": ctypes.c_size_t, "long long": ctypes.c_longlong,
+    "bool": ctypes.c_bool, "int64_t": ctypes.c_int64, "uint32_t": ctypes.c_uint32,
+}
+POINTEE_DTYPES = {"float": torch.float32, "float2": torch.float32, "float4": torch.float32,
+                  "__nv_bfloat16": torch.bfloat16, "int": torch.int32}
+
+
+class EmulationError(RuntimeError):
+    """The emulator saw undefined behaviour, a hang or a bad launch."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str
+
+    @property
+    def is_pointer(self) -> bool:
+        return "*" in self.type
+
+    @property
+    def base_type(self) -> str:
+        words = [w for w in re.sub(r"[*&]", " ", self.type).split()
+                 if w not in ("const", "volatile", "__restrict", "__restrict__")]
+        return " ".join(words)
+
+
+def parse_params(text: str) -> list[Param]:
+    params = []
+    for raw in (p.strip() for p in text.split(",")):
+        if not raw or raw == "void":
+            continue
+        match = re.match(r"(.*?)(\w+)\s*$", raw, re.S)
+        params.append(Param(name=match.group(2), type=" ".join(match.group(1).split())))
+    return params
+
+
+def transform_source(text: str) -> str:
+    text = DYNAMIC_SHARED.sub(lambda m: f"{m.group(1)}* {m.group(2)} = reinterpret_cast<{m.group(1)}*>"
+                                        f"(emu::dynamic_shared());", text)
+    return STATIC_SHARED.sub(lambda m: f"static {m.group(1)} {m.group(2)}{m.group(3)}; "
+                                       f"emu::register_shared(&{m.group(2)}, sizeof({m.group(2)}));", text)
+
+
+def wrapper(name: str, params: list[Param]) -> str:
+    aliases = "".join(f"    using A{i} = {p.type.replace('__restrict', '')};\n" for i, p in enumerate(params))
+    call_args = ", ".join(f"*reinterpret_cast<A{i}*>(args[{i}])" for i in range(len(params)))
+    return (f'\nextern "C" const char* emu_launch_{name}(unsigned gx, unsigned gy, unsigned gz, unsigned bx, '
+            f"unsigned by, unsigned bz, size_t shared_bytes, void** args) {{\n{aliases}"
+            f"    static std::string error;\n"
+            f"    error = emu::launch(dim3(gx, gy, gz), dim3(bx, by, bz), shared_bytes, [&] {{ {name}({call_args}); }});\n"
+            f"    return error.c_str();\n}}\n")
+
+
+def _compiler() -> str:
+    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")
+    if not compiler:
+        raise UserError("the CPU emulator needs a C++20 compiler: install g++ (apt-get install g++)")
+    return compiler
+
+
+def _run(command: list[str], what: str) -> str:
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise EmulationError(f"{what} failed:\n{result.stderr[-4000:]}")
+    return result.stdout
+
+
+@lru_cache(maxsize=None)
+def build(source: Path, dtype: str) -> tuple[Path, dict[str, list[Param]]]:
+    """Compile `source` for the emulator; returns the shared library and each kernel's parameters."""
+    source = Path(source).resolve()
+    defines = ["-DWB_BF16"] if dtype == "bf16" else []
+    includes = [f"-I{INCLUDE_DIR}", f"-I{source.parent}", f"-I{KERNELS_DIR}"]
+    digest = hashlib.sha256()
+    for path in [source, *local_includes(source), *sorted(INCLUDE_DIR.rglob("*.h")), Path(__file__)]:
+        digest.update(path.read_bytes())
+    digest.update(repr((defines, _compiler())).encode())
+    folder = CACHE_DIR / "emulator"
+    library = folder / f"{source.stem}-{dtype}-{digest.hexdigest()[:20]}.so"
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as work:
+        transformed = Path(work) / source.name.replace(".cu", ".cpp")
+        transformed.write_text('#include "emu_runtime.h"\n#line 1 "' + str(source) + '"\n' + transform_source(source.read_text()))
+        expanded = _run([_compiler(), "-std=c++20", "-E", "-P", *defines, *includes, str(transformed)],
+                        f"preprocessing {source.name}")
+        kernels = {m.group(1): parse_params(m.group(2)) for m in KERNEL.finditer(expanded)}
+        if not kernels:
+            raise EmulationError(f'{source}: no extern "C" __global__ kernels found')
+        if not library.exists():
+            unit = Path(work) / "unit.cpp"
+            unit.write_text(transformed.read_text() + "".join(wrapper(n, p) for n, p in kernels.items()))
+            output = Path(work) / "unit.so"
+            _run([_compiler(), "-std=c++20", "-O1", "-g0", "-fPIC", "-shared", "-pthread", "-w", *defines,
+                  *includes, str(unit), "-o", str(output)], f"compiling {source.name} for the emulator")
+            os.replace(output, library)
+    return library, kernels
+
+
+class EmulatedKernel:
+    def __init__(self, function, name: str, params: list[Param], dtype: str):
+        self._function, self.name, self.params, self.dtype = function, name, params, dtype
+
+    def _pointee_dtype(self, param: Param):
+        if param.base_type == "floatX":
+            return torch.bfloat16 if self.dtype == "bf16" else torch.float32
+        return POINTEE_DTYPES.get(param.base_type)
+
+    def _convert(self, index: int, param: Param, value):
+        where = f"{self.name} argument {index} ({param.type} {param.name})"
+        if param.is_pointer:
+            if value is None:
+                return ctypes.c_void_p(0)
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"{where}: expected a tensor, got {type(value).__name__}")
+            if value.device.type != "cpu":
+                raise TypeError(f"{where}: the emulator needs CPU tensors")
+            expected = self._pointee_dtype(param)
+            if expected is not None and value.dtype != expected:
+                raise TypeError(f"{where}: tensor has dtype {value.dtype}, the kernel reads {expected}")
+            return ctypes.c_void_p(value.data_ptr())
+        ctype = SCALAR_TYPES.get(param.base_type)
+        if ctype is None:
+            raise TypeError(f"{where}: the emulator cannot pass this type")
+        if isinstance(value, torch.Tensor) or value is None:
+            raise TypeError(f"{where}: expected a scalar, got {type(value).__name__}")
+        if ctype in (ctypes.c_float, ctypes.c_double):
+            return ctype(float(value))
+        if not isinstance(value, int):
+            raise TypeError(f"{where}: expected an integer, got {value!r}")
+        return ctype(value)
+
+    def __call__(self, grid, block, args, shared_mem: int = 0) -> None:
+        grid = tuple(grid) if isinstance(grid, tuple) else (grid,)
+        block = tuple(block) if isinstance(block, tuple) else (block,)
+        if len(args) != len(self.params):
+            raise TypeError(f"{self.name} takes {len(self.params)} arguments "
+                            f"({', '.join(p.name for p in self.params)}), the launch passed {len(args)}")
+        values = [self._convert(i, p, a) for i, (p, a) in enumerate(zip(self.params, args))]
+        pointers = (ctypes.c_void_p * max(1, len(values)))(*[ctypes.cast(ctypes.pointer(v), ctypes.c_void_p)
+                                                             for v in values])
+        dims = [int(x) for x in (grid + (1, 1))[:3] + (block + (1, 1))[:3]]
+        if any(d <= 0 for d in dims):
+            raise EmulationError(f"{self.name}: grid {grid} and block {block} must be positive")
+        error = self._function(*dims, ctypes.c_size_t(shared_mem), pointers)
+        if error:
+            raise EmulationError(f"{self.name} grid={grid} block={block}: {error.decode()}")
+
+
+class EmulatedKernels:
+    """Same interface as harness.gpu.Kernels: k.<kernel>(grid, block, args, shared_mem), k.num_sms."""
+
+    num_sms = EMULATED_SMS
+
+    def __init__(self, library: Path, kernels: dict[str, list[Param]], label: str, dtype: str):
+        self._library = ctypes.CDLL(str(library))
+        self._kernels, self._label, self._dtype = kernels, label, dtype
+        self._cache: dict[str, EmulatedKernel] = {}
+
+    def __getattr__(self, name: str) -> EmulatedKernel:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in self._cache:
+            if name not in self._kernels:
+                raise AttributeError(f"{self._label} has no kernel named {name!r}; it has {', '.join(self._kernels)}")
+            function = getattr(self._library, f"emu_launch_{name}")
+            function.restype = ctypes.c_char_p
+            function.argtypes = [ctypes.c_uint] * 6 + [ctypes.c_size_t, ctypes.c_void_p]
+            self._cache[name] = EmulatedKernel(function, name, self._kernels[name], self._dtype)
+        return self._cache[name]
+
+
+@lru_cache(maxsize=None)
+def load_variant(variant, dtype: str) -> EmulatedKernels:
+    if variant.source is None:
+        raise UserError(f"{variant.id} is a library variant: it has no kernel to emulate")
+    library, kernels = build(variant.source, dtype)
+    return EmulatedKernels(library, kernels, f"{variant.id} ({dtype}, emulated)", dtype)

@@ -1,0 +1,2 @@
+// Emulator stand-in for <cuda_bf16.h>: everything the variants use is in emu_runtime.h.
+#include "emu_runtime.h"

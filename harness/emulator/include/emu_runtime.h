@@ -1,0 +1,362 @@
+// CPU emulation of the small part of CUDA C++ the variants use, so kernels can run in CI without a GPU.
+//
+// Blocks run one after another; each CUDA thread of a block is a fiber (ucontext) that runs until it
+// reaches a barrier, so function-local statics behave as the block's shared memory and
+// __syncthreads, warp shuffles and cooperative-groups reductions are real barriers. Undefined
+// behaviour the GPU would hide (a full-mask shuffle after some lanes exited, a barrier some threads
+// skipped, a hang) is reported as an error. It checks indexing, tails, barriers and argument types;
+// it says nothing about speed or about the GPU's weaker memory ordering.
+#pragma once
+#include <cmath>
+#include <math.h>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <ucontext.h>
+#include <vector>
+
+#define __global__ __attribute__((used))
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __noinline__
+#define __launch_bounds__(...)
+#define __shared__ static
+#define __restrict__ __restrict
+#define __align__(n) alignas(n)
+
+struct uint3 { unsigned x = 0, y = 0, z = 0; };
+struct dim3 {
+    unsigned x, y, z;
+    dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+struct alignas(16) int4 { int x, y, z, w; };
+struct alignas(16) uint4 { unsigned x, y, z, w; };
+struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(8) float2 { float x, y; };
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+inline float2 make_float2(float x, float y) { return {x, y}; }
+
+namespace emu {
+
+struct Error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// One fiber per CUDA thread of the running block. Fibers switch only at barriers (__syncthreads,
+// shuffles, __syncwarp), so one OS thread runs the block deterministically and cheaply.
+struct Fiber {
+    ucontext_t context;
+    std::vector<unsigned char> stack;
+    enum State { Runnable, Waiting, Done } state = Runnable;
+    int waiting_on = -1;  // barrier id: 0 is the block, 1 + w is warp w
+};
+
+struct Launch {
+    dim3 grid, block;
+    unsigned threads = 0;
+    std::vector<Fiber> fibers;
+    ucontext_t scheduler;
+    std::vector<unsigned char> dynamic_shared;
+    std::set<std::pair<void*, size_t>> static_shared;
+    std::vector<int> arrived;  // per barrier id
+    std::vector<int> members;  // per barrier id: threads not yet returned
+    int returned = 0;
+    alignas(16) unsigned char slots[32][32][16];  // shuffle exchange: [warp][lane]
+    std::string error;
+    const std::function<void()>* body = nullptr;
+
+    void fail(const std::string& message) {
+        if (error.empty()) error = message;
+    }
+    void poison_shared() {
+        // Shared memory is not zeroed on a GPU: poison it (0xFF bytes are NaN as floats) per block.
+        std::memset(dynamic_shared.data(), 0xFF, dynamic_shared.size());
+        for (auto& region : static_shared) std::memset(region.first, 0xFF, region.second);
+    }
+};
+
+inline Launch* current = nullptr;
+inline unsigned linear_tid = 0;
+
+inline unsigned lane_id() { return linear_tid % 32; }
+inline unsigned char* dynamic_shared() { return current->dynamic_shared.data(); }
+
+inline void register_shared(void* address, size_t bytes) { current->static_shared.insert({address, bytes}); }
+
+inline const char* barrier_name(int id) { return id == 0 ? "__syncthreads" : "a warp shuffle or __syncwarp"; }
+
+// Wait at barrier `id` until every member thread that has not returned arrives.
+inline void wait_at(int id) {
+    Launch& L = *current;
+    Fiber& me = L.fibers[linear_tid];
+    if (++L.arrived[id] >= L.members[id]) {
+        L.arrived[id] = 0;
+        for (auto& fiber : L.fibers) {
+            if (fiber.state == Fiber::Waiting && fiber.waiting_on == id) {
+                fiber.state = Fiber::Runnable;
+                fiber.waiting_on = -1;
+            }
+        }
+        return;
+    }
+    me.state = Fiber::Waiting;
+    me.waiting_on = id;
+    unsigned self = linear_tid;
+    swapcontext(&me.context, &L.scheduler);
+    linear_tid = self;
+}
+
+inline void syncthreads() {
+    if (current->returned > 0) {
+        throw Error("__syncthreads after some threads of the block returned (undefined on a GPU)");
+    }
+    wait_at(0);
+}
+
+inline void syncwarp() { wait_at(1 + linear_tid / 32); }
+
+template <typename T>
+inline T shuffle(unsigned mask, T value, int source_lane, const char* what) {
+    static_assert(sizeof(T) <= 16, "shuffle of a type wider than 16 bytes");
+    if (mask != 0xffffffffu) throw Error(std::string(what) + ": the emulator supports only the full mask");
+    Launch& L = *current;
+    const unsigned warp = linear_tid / 32;
+    if (L.members[1 + warp] != 32) {
+        throw Error(std::string(what) + " with a full mask while only " + std::to_string(L.members[1 + warp]) +
+                    " of the warp's 32 lanes are running (lanes returned early, or the block size is not a "
+                    "multiple of 32): undefined on a GPU");
+    }
+    std::memcpy(L.slots[warp][lane_id()], &value, sizeof(T));
+    wait_at(1 + warp);
+    T result;
+    std::memcpy(&result, L.slots[warp][source_lane & 31], sizeof(T));
+    wait_at(1 + warp);
+    return result;
+}
+
+}  // namespace emu
+
+inline uint3 threadIdx;
+inline uint3 blockIdx;
+inline dim3 blockDim;
+inline dim3 gridDim;
+
+inline void __syncthreads() { emu::syncthreads(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu::syncwarp(); }
+
+template <typename T>
+inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int = 32) {
+    return emu::shuffle(mask, v, emu::lane_id() ^ lane_mask, "__shfl_xor_sync");
+}
+template <typename T>
+inline T __shfl_sync(unsigned mask, T v, int src, int = 32) {
+    return emu::shuffle(mask, v, src, "__shfl_sync");
+}
+template <typename T>
+inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int = 32) {
+    unsigned src = emu::lane_id() + delta;
+    return emu::shuffle(mask, v, src < 32 ? src : emu::lane_id(), "__shfl_down_sync");
+}
+template <typename T>
+inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int = 32) {
+    unsigned lane = emu::lane_id();
+    return emu::shuffle(mask, v, lane >= delta ? lane - delta : lane, "__shfl_up_sync");
+}
+
+inline float atomicAdd(float* address, float value) {
+    float old = *address;
+    *address = old + value;
+    return old;
+}
+inline int atomicAdd(int* address, int value) {
+    int old = *address;
+    *address = old + value;
+    return old;
+}
+inline unsigned atomicAdd(unsigned* address, unsigned value) {
+    unsigned old = *address;
+    *address = old + value;
+    return old;
+}
+
+template <typename T> inline T __ldcs(const T* p) { return *p; }
+template <typename T> inline T __ldg(const T* p) { return *p; }
+template <typename T> inline T __ldcg(const T* p) { return *p; }
+template <typename T> inline void __stcs(T* p, T v) { *p = v; }
+template <typename T> inline void __stcg(T* p, T v) { *p = v; }
+
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline float __expf(float x) { return std::exp(x); }
+inline float __logf(float x) { return std::log(x); }
+inline float __fdividef(float a, float b) { return a / b; }
+inline float __frcp_rn(float x) { return 1.0f / x; }
+inline float __fsqrt_rn(float x) { return std::sqrt(x); }
+using std::max;
+using std::min;
+
+// bfloat16 with round-to-nearest-even, as __float2bfloat16_rn does.
+struct __nv_bfloat16 {
+    uint16_t bits;
+    __nv_bfloat16() = default;
+    __nv_bfloat16(float f) : bits(from(f)) {}
+    operator float() const {
+        uint32_t u = uint32_t(bits) << 16;
+        float f;
+        std::memcpy(&f, &u, 4);
+        return f;
+    }
+    static uint16_t from(float f) {
+        uint32_t u;
+        std::memcpy(&u, &f, 4);
+        if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);  // keep NaN a NaN
+        u += 0x7fffu + ((u >> 16) & 1u);
+        return uint16_t(u >> 16);
+    }
+};
+inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __nv_bfloat16(f); }
+inline __nv_bfloat16 __float2bfloat16(float f) { return __nv_bfloat16(f); }
+inline float __bfloat162float(__nv_bfloat16 h) { return float(h); }
+
+namespace cooperative_groups {
+
+struct thread_block {
+    void sync() const { emu::syncthreads(); }
+    unsigned thread_rank() const { return emu::linear_tid; }
+    unsigned size() const { return blockDim.x * blockDim.y * blockDim.z; }
+    unsigned num_threads() const { return size(); }
+    uint3 thread_index() const { return threadIdx; }
+    uint3 group_index() const { return blockIdx; }
+    dim3 group_dim() const { return blockDim; }
+};
+inline thread_block this_thread_block() { return {}; }
+
+template <unsigned Size>
+struct thread_block_tile {
+    static_assert(Size == 32, "the emulator supports warp-sized tiles only");
+    unsigned thread_rank() const { return emu::lane_id(); }
+    unsigned size() const { return 32; }
+    unsigned num_threads() const { return 32; }
+    unsigned meta_group_rank() const { return emu::linear_tid / 32; }
+    unsigned meta_group_size() const { return (blockDim.x * blockDim.y * blockDim.z + 31) / 32; }
+    void sync() const { emu::syncwarp(); }
+    template <typename T> T shfl(T v, int src) const { return emu::shuffle(0xffffffffu, v, src, "tile.shfl"); }
+    template <typename T> T shfl_xor(T v, unsigned m) const {
+        return emu::shuffle(0xffffffffu, v, emu::lane_id() ^ m, "tile.shfl_xor");
+    }
+    template <typename T> T shfl_down(T v, unsigned d) const { return __shfl_down_sync(0xffffffffu, v, d); }
+    template <typename T> T shfl_up(T v, unsigned d) const { return __shfl_up_sync(0xffffffffu, v, d); }
+};
+
+template <unsigned Size, typename Parent>
+inline thread_block_tile<Size> tiled_partition(const Parent&) { return {}; }
+
+template <typename T> struct plus { T operator()(T a, T b) const { return a + b; } };
+template <typename T> struct greater { T operator()(T a, T b) const { return a > b ? a : b; } };
+template <typename T> struct less { T operator()(T a, T b) const { return a < b ? a : b; } };
+
+template <typename Tile, typename T, typename Op>
+inline T reduce(const Tile& tile, T value, Op op) {
+    for (unsigned offset = 16; offset > 0; offset >>= 1) value = op(value, tile.shfl_xor(value, offset));
+    return value;
+}
+
+}  // namespace cooperative_groups
+
+namespace emu {
+
+inline void fiber_entry() {
+    Launch& L = *current;
+    const unsigned t = linear_tid;
+    try {
+        (*L.body)();
+    } catch (const std::exception& e) {
+        L.fail("block (" + std::to_string(blockIdx.x) + "," + std::to_string(blockIdx.y) + ") thread " +
+               std::to_string(t) + ": " + e.what());
+    }
+    Fiber& me = L.fibers[t];
+    me.state = Fiber::Done;
+    ++L.returned;
+    const int warp_id = 1 + int(t / 32);
+    for (int id : {0, warp_id}) {
+        --L.members[id];
+        if (L.arrived[id] > 0) {
+            L.fail(id == 0 ? "thread " + std::to_string(t) + " returned while others waited at __syncthreads "
+                             "(undefined on a GPU)"
+                           : "lane " + std::to_string(t % 32) + " of warp " + std::to_string(t / 32) +
+                                 " returned while its warp waited in a shuffle or __syncwarp (undefined on a GPU)");
+            // release the waiters so the launch can finish and report
+            L.arrived[id] = 0;
+            for (auto& fiber : L.fibers)
+                if (fiber.state == Fiber::Waiting && fiber.waiting_on == id) fiber.state = Fiber::Runnable;
+        }
+    }
+    // returning ends the fiber: uc_link resumes the scheduler
+}
+
+inline constexpr size_t kStackBytes = 128 * 1024;
+
+// Run `body` for every thread of every block; returns an error message, empty when all went well.
+inline std::string launch(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& body) {
+    Launch L;
+    L.grid = grid;
+    L.block = block;
+    L.threads = block.x * block.y * block.z;
+    if (L.threads == 0 || L.threads > 1024) return "block size must be 1..1024 threads";
+    if (shared_bytes > 227 * 1024) return "more dynamic shared memory than an H100 block can have (227 KB)";
+    L.dynamic_shared.assign(shared_bytes + 16, 0xFF);
+    L.fibers = std::vector<Fiber>(L.threads);
+    for (auto& fiber : L.fibers) fiber.stack.resize(kStackBytes);
+    const unsigned warps = (L.threads + 31) / 32;
+    L.body = &body;
+    current = &L;
+    blockDim = block;
+    gridDim = grid;
+    const unsigned blocks = grid.x * grid.y * grid.z;
+    for (unsigned b = 0; b < blocks && L.error.empty(); ++b) {
+        blockIdx = uint3{b % grid.x, (b / grid.x) % grid.y, b / (grid.x * grid.y)};
+        L.arrived.assign(1 + warps, 0);
+        L.members.assign(1 + warps, 0);
+        L.members[0] = int(L.threads);
+        for (unsigned w = 0; w < warps; ++w) L.members[1 + w] = int(std::min(32u, L.threads - w * 32));
+        L.returned = 0;
+        if (b > 0) L.poison_shared();
+        for (unsigned t = 0; t < L.threads; ++t) {
+            Fiber& fiber = L.fibers[t];
+            fiber.state = Fiber::Runnable;
+            fiber.waiting_on = -1;
+            getcontext(&fiber.context);
+            fiber.context.uc_stack.ss_sp = fiber.stack.data();
+            fiber.context.uc_stack.ss_size = fiber.stack.size();
+            fiber.context.uc_link = &L.scheduler;
+            makecontext(&fiber.context, fiber_entry, 0);
+        }
+        bool progressed = true;
+        while (progressed) {
+            progressed = false;
+            for (unsigned t = 0; t < L.threads; ++t) {
+                Fiber& fiber = L.fibers[t];
+                if (fiber.state != Fiber::Runnable) continue;
+                progressed = true;
+                linear_tid = t;
+                threadIdx = uint3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+                swapcontext(&L.scheduler, &fiber.context);
+            }
+        }
+        for (unsigned t = 0; t < L.threads; ++t) {
+            if (L.fibers[t].state == Fiber::Waiting) {
+                L.fail("hang in block (" + std::to_string(blockIdx.x) + "," + std::to_string(blockIdx.y) +
+                       "): thread " + std::to_string(t) + " waits at " + barrier_name(L.fibers[t].waiting_on) +
+                       " that other threads never reach");
+                break;
+            }
+        }
+    }
+    current = nullptr;
+    return L.error;
+}
+
+}  // namespace emu

@@ -1,0 +1,141 @@
+"""The CPU emulator itself: it runs correct kernels correctly and reports the bugs it exists to catch."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.emulator import EmulationError, build, load_variant
+from harness.emulator import EmulatedKernels
+
+HEADER = "/*\n * toy forward, variant 1: t\n *\n * Changed: x\n * Teaches: y\n * Run: z\n */\n#include \"common.cuh\"\n"
+
+
+def kernels(tmp_path: Path, body: str, dtype: str = "fp32") -> EmulatedKernels:
+    source = tmp_path / "1_toy.cu"
+    source.write_text(HEADER + body)
+    library, found = build(source, dtype)
+    return EmulatedKernels(library, found, "toy", dtype)
+
+
+ROW_SUM = r'''
+extern "C" __global__ void row_sums(float* out, const floatX* inp, int N, int C) {
+    cg::thread_block block = cg::this_thread_block();
+    cg::thread_block_tile<32> warp = cg::tiled_partition<32>(block);
+    int row = blockIdx.x * warp.meta_group_size() + warp.meta_group_rank();
+    if (row >= N) return;  // whole warps only
+    float sum = 0.0f;
+    for (int i = warp.thread_rank(); i < C; i += 32) sum += to_float(inp[(size_t)row * C + i]);
+    sum = cg::reduce(warp, sum, cg::plus<float>{});
+    if (warp.thread_rank() == 0) out[row] = sum;
+}
+extern "C" __global__ void block_sums(float* out, const float* inp, int C) {
+    __shared__ float scratch[32];
+    float sum = 0.0f;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) sum += inp[(size_t)blockIdx.x * C + i];
+    sum = block_reduce_sum(sum, scratch);
+    if (threadIdx.x == 0) out[blockIdx.x] = sum;
+}
+'''
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_warp_and_block_reductions_compute_row_sums(tmp_path, dtype):
+    k = kernels(tmp_path, ROW_SUM, dtype)
+    torch_dtype = torch.float32 if dtype == "fp32" else torch.bfloat16
+    inp = torch.randn(7, 45).to(torch_dtype)
+    out = torch.full((7,), float("nan"))
+    k.row_sums((4,), (64,), (out, inp, 7, 45))  # 8 warps for 7 rows: one warp exits whole
+    torch.testing.assert_close(out, inp.float().sum(-1), rtol=1e-5, atol=1e-5)
+    if dtype == "fp32":
+        out.fill_(float("nan"))
+        k.block_sums((7,), (96,), (out, inp, 45))
+        torch.testing.assert_close(out, inp.sum(-1), rtol=1e-5, atol=1e-5)
+
+
+def test_shuffle_after_some_lanes_returned_is_reported(tmp_path):
+    k = kernels(tmp_path, r'''
+extern "C" __global__ void bad(float* out, int N) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= N) return;  // lanes of the last warp leave, the rest shuffle with a full mask
+    out[i] = warp_reduce_sum(1.0f);
+}''')
+    with pytest.raises(EmulationError, match="warp.*undefined on a GPU"):
+        k.bad((1,), (64,), (torch.zeros(40), 40))
+
+
+def test_syncthreads_after_early_return_is_reported(tmp_path):
+    k = kernels(tmp_path, r'''
+extern "C" __global__ void bad(float* out, int N) {
+    __shared__ float tile[64];
+    int i = threadIdx.x;
+    if (i >= N) return;
+    tile[i] = 1.0f;
+    __syncthreads();
+    out[i] = tile[(i + 1) % N];
+}''')
+    with pytest.raises(EmulationError, match="__syncthreads"):
+        k.bad((1,), (64,), (torch.zeros(64), 40))
+
+
+def test_barrier_in_divergent_code_hangs_and_is_reported(tmp_path):
+    k = kernels(tmp_path, r'''
+extern "C" __global__ void bad(float* out) {
+    if (threadIdx.x < 32) __syncthreads();
+    out[threadIdx.x] = 1.0f;
+    __syncthreads();
+}''')
+    with pytest.raises(EmulationError, match="__syncthreads|hang"):
+        k.bad((1,), (64,), (torch.zeros(64),))
+
+
+def test_shared_memory_is_poisoned_not_zeroed(tmp_path):
+    k = kernels(tmp_path, r'''
+extern "C" __global__ void reads_unwritten_shared(float* out) {
+    extern __shared__ float scratch[];
+    out[blockIdx.x * blockDim.x + threadIdx.x] = scratch[threadIdx.x];
+}''')
+    out = torch.zeros(2 * 32)
+    k.reads_unwritten_shared((2,), (32,), (out,), shared_mem=32 * 4)
+    assert torch.isnan(out).all()
+
+
+def test_launch_lines_are_checked_against_the_signature(tmp_path):
+    k = kernels(tmp_path, ROW_SUM)
+    inp = torch.randn(3, 32)
+    with pytest.raises(TypeError, match="takes 4 arguments .* passed 3"):
+        k.row_sums((1,), (96,), (torch.zeros(3), inp, 3))
+    with pytest.raises(TypeError, match="dtype torch.float64, the kernel reads torch.float32"):
+        k.row_sums((1,), (96,), (torch.zeros(3, dtype=torch.float64), inp, 3, 32))
+    with pytest.raises(TypeError, match="expected an integer"):
+        k.row_sums((1,), (96,), (torch.zeros(3), inp, 3.0, 32))
+    with pytest.raises(TypeError, match="expected a tensor"):
+        k.row_sums((1,), (96,), (3, inp, 3, 32))
+    with pytest.raises(AttributeError, match="has no kernel named 'row_sum'"):
+        k.row_sum
+
+
+def test_out_of_bounds_write_is_caught_by_the_guard_zones():
+    from harness.check import Case, run_check
+    from kernels.layernorm.forward import FORWARD
+
+    variant = FORWARD.variant_by_number(1)
+    case = Case(FORWARD, "fp32", (1, 3, 64), seed=0, device="cpu")
+    launch = variant.bind(case.tensors, case.dims, "fp32", {"block_size": 32}, device="cpu")
+
+    def launch_then_overrun():
+        launch()
+        base = case._guards["rstd"][0]
+        base[1024 + 3] = 0.0  # one element past rstd's end, as an unguarded tail would write
+
+    result = run_check(case, launch_then_overrun, "overrun")
+    assert result.out_of_bounds == ["rstd"]
+    assert not result.passed
+
+
+def test_library_variants_cannot_be_emulated():
+    class Library:
+        source = None
+        id = "x/1"
+
+    with pytest.raises(Exception, match="library variant"):
+        load_variant.__wrapped__(Library(), "fp32")
