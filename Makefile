@@ -4,7 +4,7 @@ PYTHON ?= python3
 OUT ?= gpu-out
 LAYERS ?= layernorm
 
-.PHONY: install test test-kernels notebooks gpu docs clean-cache
+.PHONY: install test test-kernels notebooks gpu device-wheels docs clean-cache
 
 install:
 	$(PYTHON) -m pip install -r requirements.txt
@@ -24,7 +24,7 @@ notebooks:
 # the notebooks executed, logs under $(OUT), and a short summary printed last.
 gpu:
 	mkdir -p $(OUT)
-	$(PYTHON) -m pytest kernels harness reference -q -rs --junitxml=$(OUT)/pytest.xml 2>&1 | tee $(OUT)/pytest.log; \
+	$(PYTHON) -m pytest kernels harness reference -m "not emulated" -q -rs --junitxml=$(OUT)/pytest.xml 2>&1 | tee $(OUT)/pytest.log; \
 	  echo $${PIPESTATUS[0]} > $(OUT)/pytest.rc
 	for layer in $(LAYERS); do \
 	  PYTHONUNBUFFERED=1 $(PYTHON) bench.py $$layer --save --json $(OUT)/bench-$$layer.json 2>&1 | tee $(OUT)/bench-$$layer.log; \
@@ -32,6 +32,18 @@ gpu:
 	$(PYTHON) -m pytest --nbmake notebooks -q 2>&1 | tee $(OUT)/notebooks.log
 	cp results/*.md results/*.json $(OUT)/ 2>/dev/null || true
 	$(PYTHON) -m harness.summary $(OUT)
+
+# Wheels the GPU device machine lacks (it has no network): the notebook runner and the Jupyter kernel,
+# for its Python 3.12. Carry .whl/ and install them there first (see README, "Running on a lent GPU").
+device-wheels:
+	rm -rf .whl && mkdir -p .whl
+	$(PYTHON) -m pip download --quiet --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  -d .whl nbmake ipykernel
+	# the device image already has these (KINDS.md); carrying them would shadow its versions
+	cd .whl && rm -f pytest-* pluggy-* iniconfig-* packaging-* pygments-* typing_extensions-* psutil-* \
+	  python_dateutil-* attrs-* tzdata-*
+	du -sh .whl
 
 docs:
 	$(PYTHON) -m harness.readme

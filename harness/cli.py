@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -37,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save", action="store_true", help="merge the results into results/<gpu>.json and .md")
     parser.add_argument("--compile-only", action="store_true",
                         help="compile the selected variants with NVRTC (sm_80, sm_90); needs no GPU")
+    parser.add_argument("--emulate", action="store_true",
+                        help="check (not time) the selected variants on the CPU emulator; needs no GPU. "
+                             "Default shape: the layer's smallest test shape")
     return parser
 
 
@@ -100,6 +104,35 @@ def compile_only(ops, args) -> int:
     return EXIT_CHECK_FAILED if failures else 0
 
 
+def emulate(ops, args) -> int:
+    """Check every selected variant at every launch configuration on the CPU emulator."""
+    from harness.check import Case, check_variant
+    from harness.runner import selected_configs
+
+    failures = 0
+    for op in ops:
+        dims = parse_shape(args.shape, op) if args.shape else min(op.shapes, key=lambda d: math.prod(d))
+        for dtype in ("fp32", "bf16") if args.dtype == "all" else (args.dtype,):
+            variants = [v for v in select(args, op) if dtype in v.dtypes and v.source is not None]
+            if not variants:
+                continue
+            case = Case(op, dtype, dims, device="cpu")
+            for variant in variants:
+                for config in selected_configs(variant, args.block_size):
+                    label = f"{variant.id} {dtype} {op.format_dims(dims)} {config}"
+                    reason = variant.refusal(dims, dtype, config)
+                    if reason:
+                        print(f"refused {label}: {reason}")
+                        continue
+                    result, _ = check_variant(variant, case, config)
+                    failures += not result.passed
+                    print(f"{'ok     ' if result.passed else 'FAILED '} {label}: "
+                          f"{100 * result.tolerance_used:.0f}% of tolerance used (emulated)")
+                    if not result.passed:
+                        print(result.describe())
+    return EXIT_CHECK_FAILED if failures else 0
+
+
 def run(args) -> int:
     from harness.registry import find_ops
 
@@ -121,6 +154,8 @@ def run(args) -> int:
             raise UserError(f"no variant {', '.join(map(str, missing))} in {args.layer}; valid variants: {valid}")
     if args.compile_only:
         return compile_only(ops, args)
+    if args.emulate:
+        return emulate(ops, args)
 
     from harness import gpu
 

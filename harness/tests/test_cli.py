@@ -44,10 +44,7 @@ def test_unknown_dtype_is_rejected_by_argparse():
     assert result.returncode == 2 and "invalid choice: 'fp8'" in result.stderr
 
 
-def test_bad_shape_names_the_expected_dims(capsys):
-    if gpu_unavailable_reason() is None:
-        pytest.skip("with a GPU this would run the benchmark")
-    # without a GPU the GPU check comes first; test the parser directly
+def test_shapes_parse_and_bad_ones_name_the_expected_dims():
     from harness.cli import parse_shape
     from harness.errors import UserError
     from kernels.layernorm.forward import FORWARD
@@ -78,3 +75,16 @@ def test_compile_only_builds_selected_variants_without_gpu():
 def test_markdown_list_has_a_row_per_variant():
     table = list_variants(markdown=True).splitlines()
     assert len(table) == 2 + len(all_variants())
+
+
+def test_emulate_checks_on_the_cpu():
+    result = bench("layernorm", "--variant", "1", "--emulate", "--shape", "1,3,64", "--block-size", "32")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok      layernorm.forward/1 fp32 (B=1,T=3,C=64) {'block_size': 32}" in result.stdout
+    assert "ok      layernorm.backward/1 fp32" in result.stdout
+
+
+def test_bad_shape_from_the_command_line_exits_2():
+    result = bench("layernorm", "--emulate", "--shape", "1,3")
+    assert result.returncode == 2
+    assert "give 3 integers B,T,C" in result.stderr
