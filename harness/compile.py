@@ -90,8 +90,9 @@ def local_includes(source: Path, seen: set[Path] | None = None) -> list[Path]:
     return sorted(seen)
 
 
-def compile_options(dtype: str, arch: str) -> list[str]:
-    options = [f"--gpu-architecture={arch}", "-std=c++17", f"-I{KERNELS_DIR}"]
+def compile_options(source: Path, dtype: str, arch: str) -> list[str]:
+    # The source's own folder first, so a variant can include a helper header beside it.
+    options = [f"--gpu-architecture={arch}", "-std=c++17", f"-I{source.parent}", f"-I{KERNELS_DIR}"]
     options += [f"-I{folder}" for folder in cuda_include_dirs()]
     if dtype == "bf16":
         options.append("-DWB_BF16")
@@ -114,7 +115,7 @@ def compile_cubin(source: Path, dtype: str, arch: str) -> Path:
     Raises CompileError with NVRTC's log when the source does not compile.
     """
     source = Path(source).resolve()
-    options = compile_options(dtype, arch)
+    options = compile_options(source, dtype, arch)
     cubin = CACHE_DIR / f"{source.stem}-{dtype}-{arch}-{_cache_key(source, options)}.cubin"
     if cubin.exists():
         return cubin
