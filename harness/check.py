@@ -18,6 +18,11 @@ MISMATCHES_SHOWN = 5
 GUARD_ELEMENTS = 1024  # NaN guard zone on each side of every CPU buffer
 
 
+def poison_value(dtype: torch.dtype):
+    """NaN for floating point; the most negative value for integers (an index no kernel may use)."""
+    return float("nan") if dtype.is_floating_point else torch.iinfo(dtype).min
+
+
 def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
     return torch.equal(a.view(torch.uint8), b.view(torch.uint8))
 
@@ -81,7 +86,8 @@ class Case:
         missing = set(op.inputs) - set(inputs64)
         if missing:
             raise ValueError(f"{op.id}.make_inputs did not produce {sorted(missing)}")
-        reference = op.reference(inputs64)
+        self.scalars = dict(op.scalars)
+        reference = op.reference(inputs64 | self.scalars)
         self.reference = {name: reference[name].to(device) for name in op.outputs}
         self.inputs = {name: inputs64[name].to(device=device, dtype=torch_dtype(spec.element_type, dtype))
                        .contiguous() for name, spec in op.inputs.items()}
@@ -100,7 +106,7 @@ class Case:
             tensor = torch.empty(shape, dtype=dtype, device=self.device)
         else:
             numel = math.prod(shape)
-            base = torch.full((numel + 2 * GUARD_ELEMENTS,), float("nan"), dtype=dtype)
+            base = torch.full((numel + 2 * GUARD_ELEMENTS,), poison_value(dtype), dtype=dtype)
             tensor = base[GUARD_ELEMENTS:GUARD_ELEMENTS + numel].view(shape)
             self._guards[name] = (base, base.clone())
         if fill is not None:
@@ -127,7 +133,7 @@ class Case:
 
     def poison(self) -> None:
         for tensor in self.outputs.values():
-            tensor.fill_(float("nan"))
+            tensor.fill_(poison_value(tensor.dtype))
 
     def compare_outputs(self) -> list[Comparison]:
         tolerances = self.op.tolerances[self.dtype]

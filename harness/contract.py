@@ -22,14 +22,15 @@ from harness.headers import VariantHeader, parse_header
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
-# "x" stands for the op's own dtype (fp32 or bf16); statistics and scratch are often "fp32".
-ELEMENT_TYPES = ("x", "fp32")
+# A tensor's element type: "x" stands for the op's own dtype (fp32 or bf16); statistics, scratch
+# and master copies are often "fp32"; token ids and targets are "i32".
+FIXED_ELEMENT_TYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "i32": torch.int32}
 
 
 def torch_dtype(element_type: str, op_dtype: str) -> torch.dtype:
     if element_type == "x":
         return DTYPES[op_dtype]
-    return DTYPES[element_type]
+    return FIXED_ELEMENT_TYPES[element_type]
 
 
 def element_size(element_type: str, op_dtype: str) -> int:
@@ -112,6 +113,8 @@ class Variant:
         """
         config = dict(self.configs[0] if config is None else config)
         dims = self.op.make_dims(dims)
+        if device not in ("cuda", "cpu"):
+            raise UserError(f"{self.id}: device must be 'cuda' or 'cpu' (the emulator), not {device!r}")
         reason = self.refusal(dims, dtype, config)
         if reason:
             raise ShapeRefused(f"{self.id} refuses {self.op.format_dims(dims)} {dtype} {config}: {reason}")
@@ -125,10 +128,17 @@ class Variant:
             from harness import gpu  # imported here: the contract itself needs no GPU
 
             kernels = gpu.load_variant(self, dtype)
-        args = SimpleNamespace(**{name: tensors[name] for name in expected})
-        launch = self.launch
+        args = SimpleNamespace(**{name: tensors[name] for name in expected}, **self.op.scalars)
+        launch, scalar_names, op_id = self.launch, set(self.op.scalars), self.op.id
 
-        def run() -> None:
+        def run(**scalars) -> None:
+            """Enqueue the kernels; keyword arguments set the op's scalars (e.g. lr=..., step=...)."""
+            if scalars:
+                unknown = set(scalars) - scalar_names
+                if unknown:
+                    raise UserError(f"{op_id} has no scalars {sorted(unknown)}; it has {sorted(scalar_names)}")
+                for name, value in scalars.items():
+                    setattr(args, name, value)
             launch(kernels, args, dims, **config)
 
         return run
@@ -184,6 +194,7 @@ class Op:
     flops: Callable[[tuple], int]
     baselines: dict[str, Callable] = field(default_factory=dict)  # name -> factory(tensors, dims) -> callable
     bound: str = "memory"  # "memory": rated in GB/s against copy bandwidth; "compute": TFLOP/s against GEMM
+    scalars: dict[str, float | int] = field(default_factory=dict)  # per-call values (lr, step), with check defaults
     folder: Path | None = None
     variants: list[Variant] = field(default_factory=list)
 
@@ -206,6 +217,10 @@ class Op:
 
     def tensor_specs(self, dims: tuple) -> dict[str, TensorSpec]:
         return self.inputs | self.outputs
+
+    def size(self, dims: tuple) -> int:
+        """Elements in the op's largest tensor: how big a case is (the emulator keeps to small ones)."""
+        return max(spec.numel(dims) for spec in (self.inputs | self.outputs).values())
 
     def bytes_moved(self, dims: tuple, dtype: str) -> int:
         """The fewest bytes the op must move: every input read once, every output written once."""

@@ -92,3 +92,38 @@ def test_bind_rejects_wrong_shape_and_dtype_with_clear_messages():
         validate_tensors("v", good | {"inp": torch.empty(2, 64, 3).transpose(1, 2)}, specs, dims, "fp32")
     with pytest.raises(UserError, match="kernels need CUDA tensors"):
         validate_tensors("v", good, specs, dims, "fp32")
+
+
+def make_gather_op():
+    """A toy op with an integer input, a scalar and one library variant (torch calls, no .cu file)."""
+    op = Op(layer="gather", pass_name="forward", dims=("N", "V"),
+            inputs={"table": TensorSpec(lambda d: (d.V,)), "index": TensorSpec(lambda d: (d.N,), "i32")},
+            outputs={"out": TensorSpec(lambda d: (d.N,))}, shapes=[(5, 7), (33, 100), (64, 3)],
+            bench_shape=(64, 3),
+            make_inputs=lambda d, dtype, g: {"table": torch.randn(d.V, generator=g, dtype=torch.float64),
+                                             "index": torch.randint(0, d.V, (d.N,), generator=g)},
+            reference=lambda t: {"out": t["table"][t["index"]] * t["alpha"]},
+            tolerances={"fp32": {"out": Tolerance(1e-6, 1e-6)}}, flops=lambda d: d.N, scalars={"alpha": 2.0})
+
+    @op.variant(1, library_header="/*\n * gather forward, variant 1: torch indexing\n *\n * Changed: -\n"
+                                  " * Teaches: library variants\n * Run: python bench.py gather --variant 1\n */")
+    def torch_indexing(k, a, s):
+        torch.mul(a.table[a.index.long()], a.alpha, out=a.out)
+
+    return op
+
+
+def test_library_variant_with_int_input_and_scalar_checks_on_cpu():
+    from harness.check import Case, check_variant
+
+    op = make_gather_op()
+    variant = op.variants[0]
+    assert variant.source is None and variant.name == "torch indexing"
+    case = Case(op, "fp32", (33, 100), seed=0, device="cpu")
+    assert case.inputs["index"].dtype == torch.int32
+    result, launch = check_variant(variant, case, {})
+    assert result.passed, result.describe()
+    launch(alpha=-1.0)  # scalars are per call
+    torch.testing.assert_close(case.outputs["out"], -case.reference["out"].float() / 2.0)
+    with pytest.raises(UserError, match="no scalars \\['beta'\\]"):
+        launch(beta=1.0)

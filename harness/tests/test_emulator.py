@@ -132,10 +132,9 @@ def test_out_of_bounds_write_is_caught_by_the_guard_zones():
     assert not result.passed
 
 
-def test_library_variants_cannot_be_emulated():
+def test_library_variants_run_their_torch_calls_on_the_cpu():
     class Library:
         source = None
         id = "x/1"
 
-    with pytest.raises(Exception, match="library variant"):
-        load_variant.__wrapped__(Library(), "fp32")
+    assert load_variant.__wrapped__(Library(), "fp32").num_sms > 0
