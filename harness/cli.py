@@ -22,8 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("layer", nargs="?", help="layer to run (e.g. layernorm, or layernorm.backward)")
     parser.add_argument("--list", action="store_true", help="list every layer and variant, from the file headers")
     parser.add_argument("--markdown", action="store_true", help="with --list: print the README's markdown table")
-    parser.add_argument("--pass", dest="pass_name", choices=("forward", "backward"),
-                        help="only this pass (default: every pass of the layer)")
+    parser.add_argument("--pass", dest="pass_name", metavar="PASS",
+                        help="only this pass: forward, backward (or update, ...) as the layer defines "
+                             "(default: every pass of the layer)")
     parser.add_argument("--variant", type=int, action="append", metavar="N",
                         help="only variant N (repeatable); default: all variants")
     parser.add_argument("--dtype", choices=("fp32", "bf16", "all"), default="all",
