@@ -11,7 +11,7 @@ install:
 
 # Compile checks, references, harness logic; GPU tests skip with their reason; notebooks run top to bottom.
 test:
-	$(PYTHON) -m pytest kernels harness reference
+	$(PYTHON) -m pytest kernels harness reference trainer
 	$(PYTHON) -m pytest --nbmake notebooks
 
 test-kernels:
@@ -24,7 +24,7 @@ notebooks:
 # the notebooks executed, logs under $(OUT), and a short summary printed last.
 gpu:
 	mkdir -p $(OUT)
-	$(PYTHON) -m pytest kernels harness reference -m "not emulated" -q -rs --junitxml=$(OUT)/pytest.xml 2>&1 | tee $(OUT)/pytest.log; \
+	$(PYTHON) -m pytest kernels harness reference trainer -m "not emulated" -q -rs --junitxml=$(OUT)/pytest.xml 2>&1 | tee $(OUT)/pytest.log; \
 	  echo $${PIPESTATUS[0]} > $(OUT)/pytest.rc
 	for layer in $(LAYERS); do \
 	  PYTHONUNBUFFERED=1 $(PYTHON) bench.py $$layer --save --json $(OUT)/bench-$$layer.json 2>&1 | tee $(OUT)/bench-$$layer.log; \

@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save", action="store_true", help="merge the results into results/<gpu>.json and .md")
     parser.add_argument("--compile-only", action="store_true",
                         help="compile the selected variants with NVRTC (sm_80, sm_90); needs no GPU")
+    parser.add_argument("--select", type=Path, metavar="YAML",
+                        help="write the trainer's kernel choice (best.yaml): each layer pass's fastest checked "
+                             "variant from this GPU's results/ (or --results FILE)")
+    parser.add_argument("--results", type=Path, metavar="FILE", help="with --select: the results file to read")
+    parser.add_argument("--simplest", action="store_true",
+                        help="with --select: every layer's first variant instead (no results needed)")
     parser.add_argument("--emulate", action="store_true",
                         help="check (not time) the selected variants on the CPU emulator; needs no GPU. "
                              "Default shape: the layer's smallest test shape")
@@ -105,6 +111,49 @@ def compile_only(ops, args) -> int:
     return EXIT_CHECK_FAILED if failures else 0
 
 
+def select_kernels(args) -> int:
+    """bench.py --select best.yaml: the trainer's choice of variant and configuration per layer pass."""
+    from trainer.kernels import fastest_selection, simplest_selection, write_selection
+
+    if args.simplest:
+        sections = {dtype: simplest_selection(dtype) for dtype in ("fp32", "bf16")}
+        write_selection(args.select, sections, "every layer's simplest variant: python bench.py --select "
+                                               f"{args.select} --simplest")
+        print(f"wrote {args.select} (simplest variants)")
+        return 0
+    from harness.report import RESULTS_DIR, load_results
+
+    results = args.results
+    if results is None:
+        from harness import gpu
+        from harness.ceilings import gpu_slug
+
+        if gpu.gpu_unavailable_reason():
+            raise UserError("no GPU here to name the results file: pass --results results/<gpu>.json, "
+                            "or --simplest")
+        results = RESULTS_DIR / f"{gpu_slug()}.json"
+    if not results.exists():
+        raise UserError(f"{results} not found: run `python bench.py LAYER --save` for every layer first (make gpu)")
+    try:
+        runs = list(load_results(results).values())
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    sections, fallbacks = {}, []
+    for dtype in ("fp32", "bf16"):
+        section = fastest_selection(runs, dtype)
+        for op_id, entry in simplest_selection(dtype).items():
+            if op_id not in section:
+                section[op_id] = entry
+                fallbacks.append(f"{op_id} {dtype}")
+        sections[dtype] = section
+    note = f"fastest checked variants from {results}: python bench.py --select {args.select}"
+    if fallbacks:
+        note += "\nnot measured there, so the simplest variant: " + ", ".join(fallbacks)
+    write_selection(args.select, sections, note)
+    print(f"wrote {args.select} from {results}" + (f" ({len(fallbacks)} unmeasured: simplest)" if fallbacks else ""))
+    return 0
+
+
 def emulate(ops, args) -> int:
     """Check every selected variant at every launch configuration on the CPU emulator."""
     from harness.check import Case, check_variant
@@ -140,6 +189,8 @@ def run(args) -> int:
     if args.list:
         print(list_variants(args.markdown))
         return 0
+    if args.select:
+        return select_kernels(args)
     if not args.layer:
         from harness.registry import layers
 

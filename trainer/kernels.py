@@ -1,0 +1,149 @@
+"""best.yaml: which kernel variant and launch configuration the trainer runs for every layer pass.
+
+    # what `python bench.py --select best.yaml` writes
+    bf16:
+      layernorm.forward: {variant: 6, config: {block_size: 256}}
+      matmul.forward: {variant: 3}
+      ...
+    fp32:
+      ...
+
+One section per dtype; the trainer reads the section of the dtype it trains in. A missing `config`
+means the variant's first (default) configuration. The trainer reaches kernels only through this
+file and the registry.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.contract import Variant
+from harness.errors import UserError
+
+# Every op the GPT-2 training step runs.
+TRAINER_OPS = (
+    "encoder.forward", "encoder.backward",
+    "layernorm.forward", "layernorm.backward",
+    "matmul.forward", "matmul.backward",
+    "attention.forward", "attention.backward",
+    "gelu.forward", "gelu.backward",
+    "residual.forward",
+    "classifier.forward", "classifier.backward",
+    "adamw.update",
+    "global_norm.forward",
+)
+ENTRY_KEYS = {"variant", "config"}
+
+
+@dataclass(frozen=True)
+class Choice:
+    variant: Variant
+    config: dict
+
+    def describe(self) -> str:
+        settings = " ".join(f"{k}={v}" for k, v in self.config.items())
+        return f"{self.variant.id} ({self.variant.name}){' [' + settings + ']' if settings else ''}"
+
+
+def ops_by_id() -> dict:
+    from harness.registry import all_ops
+
+    return {op.id: op for op in all_ops()}
+
+
+def parse_selection(data, dtype: str, where: str, required=TRAINER_OPS) -> dict[str, Choice]:
+    """Validate one dtype section of a best.yaml document and resolve it against the registry."""
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: expected a mapping with 'fp32' and/or 'bf16' sections")
+    unknown_sections = sorted(set(data) - {"fp32", "bf16"})
+    if unknown_sections:
+        raise UserError(f"{where}: unknown sections {unknown_sections}; use 'fp32' and 'bf16'")
+    section = data.get(dtype)
+    if not isinstance(section, dict):
+        raise UserError(f"{where}: no '{dtype}' section; run `python bench.py --select {where}` on a GPU, "
+                        f"or write one (see trainer/kernels.py)")
+    ops = ops_by_id()
+    unknown = sorted(set(section) - set(ops))
+    if unknown:
+        raise UserError(f"{where} [{dtype}]: unknown layer passes {unknown}; valid ones: {', '.join(sorted(ops))}")
+    missing = [op_id for op_id in required if op_id not in section]
+    if missing:
+        raise UserError(f"{where} [{dtype}]: no entry for {', '.join(missing)} (the trainer runs every one)")
+    choices = {}
+    for op_id, entry in section.items():
+        label = f"{where} [{dtype}] {op_id}"
+        if not isinstance(entry, dict):
+            raise UserError(f"{label}: expected {{variant: N, config: {{...}}}}, got {entry!r}")
+        bad_keys = sorted(set(entry) - ENTRY_KEYS)
+        if bad_keys:
+            raise UserError(f"{label}: unknown keys {bad_keys}; allowed: variant, config")
+        if not isinstance(entry.get("variant"), int):
+            raise UserError(f"{label}: 'variant' must be an integer")
+        variant = ops[op_id].variant_by_number(entry["variant"])
+        if dtype not in variant.dtypes:
+            raise UserError(f"{label}: variant {variant.number} supports {', '.join(variant.dtypes)}, not {dtype}")
+        config = entry.get("config")
+        if config is None:
+            config = dict(variant.configs[0])
+        if not isinstance(config, dict) or config not in variant.configs:
+            valid = "; ".join(str(c) for c in variant.configs)
+            raise UserError(f"{label}: config {config!r} is not one variant {variant.number} sweeps: {valid}")
+        choices[op_id] = Choice(variant, dict(config))
+    return choices
+
+
+def load_selection(path: Path, dtype: str, required=TRAINER_OPS) -> dict[str, Choice]:
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} not found; write it with `python bench.py --select {path}` "
+                        f"(or `python bench.py --select {path} --simplest` for every layer's first variant)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path} is not valid YAML: {exc}") from None
+    return parse_selection(data, dtype, str(path), required)
+
+
+def simplest_selection(dtype: str) -> dict[str, dict]:
+    """Each op's lowest-numbered variant that supports `dtype`, at its default configuration."""
+    section = {}
+    for op_id, op in sorted(ops_by_id().items()):
+        usable = [v for v in op.variants if dtype in v.dtypes]
+        if usable:
+            section[op_id] = {"variant": usable[0].number, "config": dict(usable[0].configs[0])}
+    return section
+
+
+def fastest_selection(runs, dtype: str) -> dict[str, dict]:
+    """From measured runs (harness.runner.Run), each op's fastest variant row that passed its check,
+    at the op's bench shape when it was measured there."""
+    ops = ops_by_id()
+    by_op: dict[str, list] = {}
+    for run in runs:
+        if run.dtype == dtype and run.op in ops:
+            by_op.setdefault(run.op, []).append(run)
+    section = {}
+    for op_id, op_runs in by_op.items():
+        bench_shape = ops[op_id].bench_shape._asdict()
+        preferred = [run for run in op_runs if run.shape == bench_shape] or op_runs
+        timed = [row for run in preferred for row in run.rows
+                 if row.kind == "variant" and row.status == "ok" and row.median_us]
+        if timed:
+            best = min(timed, key=lambda row: row.median_us)
+            section[op_id] = {"variant": best.variant, "config": dict(best.config)}
+    return section
+
+
+def write_selection(path: Path, sections: dict[str, dict], comment: str) -> None:
+    import yaml
+
+    text = "".join(f"# {line}\n" for line in comment.splitlines()) + yaml.safe_dump(sections, sort_keys=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
+        handle.write(text)
+    os.replace(handle.name, path)

@@ -1,0 +1,94 @@
+"""best.yaml: validation with clear messages, and bench.py --select writing it."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.errors import UserError
+from harness.runner import Row, Run
+from trainer.kernels import fastest_selection, load_selection, parse_selection, simplest_selection
+
+ROOT = Path(__file__).resolve().parents[2]
+ONLY_LN = ("layernorm.forward",)
+
+
+def test_valid_section_resolves_variants_and_default_config():
+    choices = parse_selection({"fp32": {"layernorm.forward": {"variant": 3}}}, "fp32", "best.yaml", ONLY_LN)
+    choice = choices["layernorm.forward"]
+    assert choice.variant.number == 3 and choice.config == choice.variant.configs[0]
+
+
+@pytest.mark.parametrize("data,message", [
+    ({"fp32": {"layernorm.fwd": {"variant": 1}}}, "unknown layer passes \\['layernorm.fwd'\\]"),
+    ({"fp32": {"layernorm.forward": {"variant": 1, "blocks": 3}}}, "unknown keys \\['blocks'\\]"),
+    ({"fp32": {"layernorm.forward": {"variant": 99}}}, "no variant 99; valid variants: 1, 2"),
+    ({"fp32": {"layernorm.forward": {"variant": 1, "config": {"block_size": 7}}}}, "is not one variant 1 sweeps"),
+    ({"fp32": {"layernorm.forward": "fast"}}, "expected \\{variant: N"),
+    ({"fp16": {}}, "unknown sections \\['fp16'\\]"),
+    ({"bf16": {}}, "no 'fp32' section"),
+    ({"fp32": {}}, "no entry for layernorm.forward"),
+    (["a list"], "expected a mapping"),
+])
+def test_bad_selections_name_the_problem(data, message):
+    with pytest.raises(UserError, match=message):
+        parse_selection(data, "fp32", "best.yaml", ONLY_LN)
+
+
+def test_fp32_only_variant_rejected_for_bf16():
+    with pytest.raises(UserError, match="supports fp32, not bf16"):
+        parse_selection({"bf16": {"layernorm.backward": {"variant": 1}}}, "bf16", "best.yaml", ())
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(UserError, match="bench.py --select"):
+        load_selection(tmp_path / "best.yaml", "fp32", ONLY_LN)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("fp32: {layernorm.forward: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_selection(bad, "fp32", ONLY_LN)
+
+
+def row(variant, time_us, status="ok", config=None):
+    return Row(kind="variant", label=f"{variant}: x", variant=variant, config=config or {"block_size": 128},
+               status=status, timing=None if time_us is None else {"median_us": time_us})
+
+
+def run(rows, shape=None, dtype="fp32"):
+    return Run(op="layernorm.forward", dtype=dtype, shape=shape or {"B": 8, "T": 1024, "C": 768}, bytes=1, flops=1,
+               bound="memory", ceilings={}, environment={}, rows=rows)
+
+
+def test_fastest_checked_variant_at_the_bench_shape_wins():
+    runs = [
+        run([row(2, 30.0), row(5, 12.0, status="failed"), row(4, 20.0, config={"block_size": 64})]),
+        run([row(3, 1.0)], shape={"B": 3, "T": 37, "C": 1000}),  # another shape: ignored
+        run([row(6, 5.0)], dtype="bf16"),
+    ]
+    assert fastest_selection(runs, "fp32") == {"layernorm.forward": {"variant": 4, "config": {"block_size": 64}}}
+    assert fastest_selection(runs, "bf16") == {"layernorm.forward": {"variant": 6, "config": {"block_size": 128}}}
+
+
+def test_simplest_selection_is_valid_for_both_dtypes():
+    for dtype in ("fp32", "bf16"):
+        section = simplest_selection(dtype)
+        choices = parse_selection({dtype: section}, dtype, "simplest", required=())
+        assert all(dtype in c.variant.dtypes for c in choices.values())
+
+
+def test_bench_select_simplest_writes_a_loadable_file(tmp_path):
+    target = tmp_path / "best.yaml"
+    result = subprocess.run([sys.executable, "bench.py", "--select", str(target), "--simplest"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    data = yaml.safe_load(target.read_text())
+    assert data["fp32"]["layernorm.forward"] == {"variant": 1, "config": {"block_size": 32}}
+    assert load_selection(target, "bf16", ONLY_LN)["layernorm.forward"].variant.number == 1
+
+
+def test_bench_select_without_results_says_what_to_do(tmp_path):
+    result = subprocess.run([sys.executable, "bench.py", "--select", str(tmp_path / "b.yaml"), "--results",
+                             str(tmp_path / "none.json")], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2 and "make gpu" in result.stderr
+    assert not (tmp_path / "b.yaml").exists()
