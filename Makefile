@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 OUT ?= gpu-out
-LAYERS ?= layernorm
+LAYERS ?= $(shell $(PYTHON) -c "from harness.registry import layers; print(' '.join(layers()))" 2>/dev/null)
 
 .PHONY: install test test-kernels notebooks gpu device-wheels docs clean-cache
 

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -50,7 +51,7 @@ struct Error : std::runtime_error {
 // shuffles, __syncwarp), so one OS thread runs the block deterministically and cheaply.
 struct Fiber {
     ucontext_t context;
-    std::vector<unsigned char> stack;
+    std::unique_ptr<unsigned char[]> stack;  // not zeroed: untouched pages cost nothing
     enum State { Runnable, Waiting, Done } state = Runnable;
     int waiting_on = -1;  // barrier id: 0 is the block, 1 + w is warp w
 };
@@ -318,7 +319,7 @@ inline std::string launch(dim3 grid, dim3 block, size_t shared_bytes, const std:
     if (shared_bytes > 227 * 1024) return "more dynamic shared memory than an H100 block can have (227 KB)";
     L.dynamic_shared.assign(shared_bytes + 16, 0xFF);
     L.fibers = std::vector<Fiber>(L.threads);
-    for (auto& fiber : L.fibers) fiber.stack.resize(kStackBytes);
+    for (auto& fiber : L.fibers) fiber.stack.reset(new unsigned char[kStackBytes]);
     const unsigned warps = (L.threads + 31) / 32;
     L.body = &body;
     current = &L;
@@ -338,8 +339,8 @@ inline std::string launch(dim3 grid, dim3 block, size_t shared_bytes, const std:
             fiber.state = Fiber::Runnable;
             fiber.waiting_on = -1;
             getcontext(&fiber.context);
-            fiber.context.uc_stack.ss_sp = fiber.stack.data();
-            fiber.context.uc_stack.ss_size = fiber.stack.size();
+            fiber.context.uc_stack.ss_sp = fiber.stack.get();
+            fiber.context.uc_stack.ss_size = kStackBytes;
             fiber.context.uc_link = &L.scheduler;
             makecontext(&fiber.context, fiber_entry, 0);
         }

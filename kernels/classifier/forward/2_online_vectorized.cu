@@ -1,0 +1,88 @@
+/*
+ * classifier forward, variant 2: online softmax, one pass, 128-bit loads
+ *
+ * Changed: the row is read once. Each thread keeps a running (max, sum of exp(x - max)) and,
+ * when a new pack of 128 bits (4 fp32 or 8 bf16 logits) raises the maximum, rescales its sum by
+ * exp(old max - new max). The block then merges the threads' pairs with the same rule. Loads are
+ * 16 bytes wide and streaming (ld.global.cs): each logit is used exactly once.
+ * Teaches: the online softmax (Milakov and Gimelshein, 2018), which turns two dependent passes
+ * into one and halves the bytes read; reductions over a pair of values with a custom combine
+ * rule; and vector loads with a mask for the padding columns that share a pack with real ones.
+ * Needs Vp % x128::size == 0, so that no pack straddles two rows or breaks 16-byte alignment.
+ * Run: python bench.py classifier --variant 2
+ */
+#include "common.cuh"
+
+constexpr float LOWEST = -3.402823466e38f;  // -FLT_MAX: finite, so LOWEST - LOWEST is 0, not NaN
+
+// A partial softmax normaliser: the largest logit seen and the sum of exp(x - max) over the
+// logits seen. {LOWEST, 0} stands for "nothing seen yet".
+struct MaxSum {
+    float max;
+    float sum;
+};
+
+// Merge two partials: rescale both sums to the larger maximum. Symmetric in a and b (fmaxf and
+// a float addition are both commutative), so every lane of a butterfly gets the same result.
+__device__ __forceinline__ MaxSum combine(MaxSum a, MaxSum b) {
+    const float m = fmaxf(a.max, b.max);
+    return {m, a.sum * expf(a.max - m) + b.sum * expf(b.max - m)};
+}
+
+__device__ __forceinline__ MaxSum warp_reduce_max_sum(MaxSum v) {
+    for (int offset = 16; offset > 0; offset >>= 1) {
+        const MaxSum other = {__shfl_xor_sync(0xffffffffu, v.max, offset),
+                              __shfl_xor_sync(0xffffffffu, v.sum, offset)};
+        v = combine(v, other);
+    }
+    return v;
+}
+
+// Over the whole block, every thread gets the result; blockDim.x a multiple of 32.
+__device__ __forceinline__ MaxSum block_reduce_max_sum(MaxSum v, float* max_scratch, float* sum_scratch) {
+    const int lane = threadIdx.x % 32;
+    const int warp = threadIdx.x / 32;
+    const int num_warps = blockDim.x / 32;
+    v = warp_reduce_max_sum(v);
+    if (lane == 0) {
+        max_scratch[warp] = v.max;
+        sum_scratch[warp] = v.sum;
+    }
+    __syncthreads();
+    v = (lane < num_warps) ? MaxSum{max_scratch[lane], sum_scratch[lane]} : MaxSum{LOWEST, 0.0f};
+    v = warp_reduce_max_sum(v);
+    __syncthreads();
+    return v;
+}
+
+// losses (N,) float, logits (N, Vp) floatX, targets (N,) int in [0, V). Grid: N blocks.
+extern "C" __global__ void classifier_forward_online_vectorized(
+    float* losses, const floatX* logits, const int* targets, int N, int V, int Vp) {
+    __shared__ float max_scratch[32];
+    __shared__ float sum_scratch[32];
+    const int row = blockIdx.x;
+    const floatX* x = logits + (size_t)row * Vp;
+
+    MaxSum acc = {LOWEST, 0.0f};
+    const int packs = Vp / x128::size;
+    for (int p = threadIdx.x; p < packs; p += blockDim.x) {
+        const x128 in = load128cs(x + p * x128::size);
+        // The pack's own maximum first, so the running sum is rescaled once per pack, not once
+        // per logit. Columns >= V are padding: masked out of both the maximum and the sum.
+        float pack_max = LOWEST;
+#pragma unroll
+        for (int j = 0; j < x128::size; j++) {
+            if (p * x128::size + j < V) pack_max = fmaxf(pack_max, to_float(in[j]));
+        }
+        const float m = fmaxf(acc.max, pack_max);
+        float sum = acc.sum * expf(acc.max - m);
+#pragma unroll
+        for (int j = 0; j < x128::size; j++) {
+            if (p * x128::size + j < V) sum += expf(to_float(in[j]) - m);
+        }
+        acc = {m, sum};
+    }
+    acc = block_reduce_max_sum(acc, max_scratch, sum_scratch);
+
+    if (threadIdx.x == 0) losses[row] = acc.max + logf(acc.sum) - to_float(x[targets[row]]);
+}
