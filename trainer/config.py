@@ -57,7 +57,7 @@ class TrainConfig:
     """One training run. Relative data paths are looked up in the current folder, then the project root."""
 
     # model and weights
-    model: str = "d12"  # a MODELS preset: d2, d4, d6 (CPU-sized) or d12, d24, d36, d48 (GPT-2 small..XL)
+    model: str = "d12"  # a MODELS preset: d2, d4, d6 (CPU-sized) or d12..d48 (GPT-2 small..XL); "" with --init
     init: str = ""  # start from these weights (llm.c .bin, or a Hugging Face .bin/.pt/.safetensors state dict)
     # data
     train_data: str = "data/tinyshakespeare/tiny_shakespeare_train.bin"  # training shard(s); a glob is allowed

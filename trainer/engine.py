@@ -109,7 +109,7 @@ class TorchEngine(Engine):
             raise ValueError(f"dtype must be fp32 or bf16, not {dtype!r}")
         self.model, self.device, self.dtype = model, torch.device(device), dtype
         self.name = f"torch {self.device.type} {dtype}"
-        self.flat = params.detach().to(self.device, torch.float32).clone()
+        self.flat = params.detach().to(self.device, torch.float32, copy=True)
         self.grad = torch.zeros_like(self.flat)
         self.m = torch.zeros_like(self.flat)
         self.v = torch.zeros_like(self.flat)

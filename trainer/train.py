@@ -91,7 +91,8 @@ def parse_args(argv=None):
         raise UserError(f"{loaded[0].state_path}: unknown config keys {sorted(unknown)} (written by a newer trainer?)")
     base = replace(TrainConfig(**saved), out_dir=str(resume), stop_at=-1, profile=False)
     if "model" in given and given["model"] != base.model:
-        raise UserError(f"--model {given['model']}: the run in {resume} trains {base.model}; the model cannot change")
+        raise UserError(f"--model {given['model']}: the run in {resume} trains {base.model or 'a model from --init'}; "
+                        f"the model cannot change")
     return replace(base, **given), loaded
 
 
@@ -107,6 +108,19 @@ def resolve_device(cfg: TrainConfig) -> tuple[str, str]:
     if dtype not in ("fp32", "bf16"):
         raise UserError(f"--dtype {cfg.dtype}: choose fp32, bf16 or auto")
     return device, dtype
+
+
+def check_settings(cfg: TrainConfig) -> None:
+    """The numeric settings that have a valid range (batch sizes are checked where they are used)."""
+    rules = [("learning_rate", cfg.learning_rate >= 0), ("warmup_steps", cfg.warmup_steps >= 0),
+             ("final_lr_frac", 0 <= cfg.final_lr_frac <= 1), ("weight_decay", cfg.weight_decay >= 0),
+             ("beta1", 0 <= cfg.beta1 < 1), ("beta2", 0 <= cfg.beta2 < 1), ("eps", cfg.eps > 0),
+             ("grad_clip", cfg.grad_clip >= 0), ("val_steps", cfg.val_steps >= 1 or cfg.val_every <= 0),
+             ("sample_tokens", cfg.sample_tokens >= 1 or cfg.sample_every <= 0), ("top_k", cfg.top_k >= 1),
+             ("temperature", cfg.temperature > 0), ("keep_checkpoints", cfg.keep_checkpoints >= 0)]
+    for name, ok in rules:
+        if not ok:
+            raise UserError(f"--{name.replace('_', '-')} {getattr(cfg, name)} is out of range")
 
 
 def make_engine(model, flat, cfg: TrainConfig) -> Engine:
@@ -134,6 +148,21 @@ def get_lr(step: int, cfg: TrainConfig, max_steps: int) -> float:
     progress = (step - cfg.warmup_steps) / (max_steps - cfg.warmup_steps)  # 0 .. 1
     min_lr = lr * cfg.final_lr_frac
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
+
+
+def train_step(engine: Engine, loader: DataLoader, cfg: TrainConfig, step: int, max_steps: int,
+               grad_accum: int) -> tuple[float, float, float]:
+    """One optimizer step over grad_accum micro-batches; returns (mean loss, gradient norm, lr)."""
+    engine.zero_grad()
+    loss = 0.0
+    for _ in range(grad_accum):
+        x, y = loader.next_batch()
+        loss += engine.forward_backward(x, y, 1.0 / grad_accum) / grad_accum
+    norm = engine.grad_norm()
+    grad_scale = cfg.grad_clip / norm if 0 < cfg.grad_clip < norm else 1.0  # clip the global norm
+    lr = get_lr(step, cfg, max_steps)
+    engine.adamw_step(lr, step + 1, grad_scale, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay)
+    return loss, norm, lr
 
 
 def validate(engine: Engine, loader: DataLoader, max_batches: int) -> float:
@@ -205,6 +234,7 @@ def run(cfg: TrainConfig, loaded=None, quiet: bool = False) -> list[dict]:
         origin = f"resumed from {ckpt.model_path} after {start_step} steps"
     elif cfg.init:
         model, flat = load_weights(resolve_path(cfg.init))
+        cfg = replace(cfg, model="")  # the shape came from the file, not a preset
         origin = f"weights from {cfg.init}"
     else:
         if cfg.model not in MODELS:
@@ -218,6 +248,7 @@ def run(cfg: TrainConfig, loaded=None, quiet: bool = False) -> list[dict]:
     if total <= 0 or total % (B * T):
         raise UserError(f"--total-batch-size {total} must be a positive multiple of B*T = {B}*{T} = {B * T}")
     grad_accum = total // (B * T)
+    check_settings(cfg)
     train_loader = DataLoader(cfg.train_data, B, T)
     val_loader = DataLoader(cfg.val_data, B, T) if cfg.val_every > 0 else None
     enc = None
@@ -244,8 +275,9 @@ def run(cfg: TrainConfig, loaded=None, quiet: bool = False) -> list[dict]:
         peak = peak_flops(engine.device, cfg.peak_tflops)
         log.info("MFU: n/a (no GPU peak known)" if peak is None else f"MFU against a peak of {peak / 1e12:.0f} TFLOP/s")
         if cfg.profile:
+            position = train_loader.state()
             x, y = train_loader.next_batch()
-            train_loader.load_state(state["train_loader"] if state else {"shard": 0, "position": 0})
+            train_loader.load_state(position)  # profiling must not move the data
             print_profile(log, engine.profile(x, y))
         flops_per_step = flops_per_token(model, T) * total
 
@@ -262,15 +294,7 @@ def run(cfg: TrainConfig, loaded=None, quiet: bool = False) -> list[dict]:
                     break
 
                 t0 = time.perf_counter()
-                engine.zero_grad()
-                loss = 0.0
-                for _ in range(grad_accum):
-                    x, y = train_loader.next_batch()
-                    loss += engine.forward_backward(x, y, 1.0 / grad_accum) / grad_accum
-                norm = engine.grad_norm()
-                grad_scale = cfg.grad_clip / norm if 0 < cfg.grad_clip < norm else 1.0
-                lr = get_lr(step, cfg, max_steps)
-                engine.adamw_step(lr, step + 1, grad_scale, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay)
+                loss, norm, lr = train_step(engine, train_loader, cfg, step, max_steps, grad_accum)
                 engine.synchronize()
                 dt = time.perf_counter() - t0
 
@@ -305,6 +329,9 @@ def main(argv=None) -> int:
         return EXIT_USER_ERROR
     except TrainingInterrupted as e:
         print(str(e), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # before the loop started, or a second Ctrl-C: nothing (more) saved
+        print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
 

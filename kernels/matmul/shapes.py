@@ -9,10 +9,11 @@ import torch
 from harness.contract import DTYPES, TensorSpec, Tolerance
 
 DIMS = ("B", "T", "C", "OC")
-# (B, T, C, OC): three small awkward shapes that run on the emulator (no dimension a multiple of a
-# tile, K = 33 leaves a one-wide K tail, K = 64 has none, M = 150 spans two 128-row tiles, N = 130
-# and 200 spill just past one), then GPT-2 small's fused QKV projection on a short batch, and the
-# bench shape: the MLP's first projection (768 -> 4 * 768) at B = 8, T = 1024.
+# (B, T, C, OC) with M = B * T, K = C, N = OC: three small awkward shapes that run on the emulator
+# (M = 10, K = 33, N = 47: a one-wide K tail past one 32-wide slice; M = 51, K = 96, N = 130: two
+# 32-row tiles, K in whole slices, N just past 128; M = 150, K = 40, N = 200: two 128-row tiles and
+# an 8-wide K tail), then GPT-2 small's fused QKV projection on a short batch, and the bench shape:
+# the MLP's first projection (768 -> 4 * 768) at B = 8, T = 1024.
 SHAPES = [(2, 5, 33, 47), (3, 17, 96, 130), (5, 30, 40, 200), (4, 64, 768, 2304), (8, 1024, 768, 3072)]
 BENCH_SHAPE = (8, 1024, 768, 3072)
 

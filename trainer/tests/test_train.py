@@ -37,6 +37,14 @@ def losses(history):
     return [h["loss"] for h in history if "loss" in h]
 
 
+def test_every_config_field_is_a_documented_flag():
+    helps = train.field_help()
+    assert set(helps) == set(TrainConfig.field_names())
+    text = train.build_parser().format_help()
+    for name in TrainConfig.field_names():
+        assert "--" + name.replace("_", "-") in text
+
+
 def test_lr_schedule_warms_up_then_decays_by_cosine():
     cfg = TrainConfig(learning_rate=1.0, warmup_steps=10, final_lr_frac=0.1)
     lr = [train.get_lr(s, cfg, max_steps=110) for s in range(110)]
@@ -126,6 +134,7 @@ def test_weights_from_a_file_and_samples(shards, shared_vocab, tmp_path):
     (["--kernels", "/nonexistent/best.yaml"], "no kernels file"),
     (["--resume", "/nonexistent/run"], "no such folder"),
     (["--learning-rate", "fast"], "invalid float"),
+    (["--beta2", "1.5"], "--beta2 1.5 is out of range"),
     (["--bogus-flag", "1"], "unrecognized arguments"),
 ])
 def test_bad_input_exits_2_with_a_message_and_writes_nothing(shards, tmp_path, capsys, argv, message):

@@ -11,7 +11,7 @@
  * Run: python bench.py global_norm --variant 2
  */
 #include "common.cuh"
-#include "reduce_partials.cuh"  // the second kernel: partials -> norm
+#include "reduce_partials.cuh"  // block_sum_to_thread0, and the second kernel: partials -> norm
 
 // partials (gridDim.x,) float: block b writes partials[b]; grads (P,) floatX.
 extern "C" __global__ void global_norm_block_partials(float* partials, const floatX* grads, int P) {
@@ -29,7 +29,7 @@ extern "C" __global__ void global_norm_block_partials(float* partials, const flo
         const float g = to_float(grads[i]);
         sum += g * g;
     }
-    sum = block_reduce_sum(sum, scratch);
+    sum = block_sum_to_thread0(sum, scratch);
     // Every block writes its partial, so the second kernel never reads an unwritten value.
     if (threadIdx.x == 0) partials[blockIdx.x] = sum;
 }

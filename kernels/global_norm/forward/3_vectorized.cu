@@ -10,7 +10,7 @@
  * Run: python bench.py global_norm --variant 3
  */
 #include "common.cuh"
-#include "reduce_partials.cuh"  // the second kernel: partials -> norm
+#include "reduce_partials.cuh"  // block_sum_to_thread0, and the second kernel: partials -> norm
 
 // partials (gridDim.x,) float: block b writes partials[b]; grads (P,) floatX, P a multiple of
 // x128::size.
@@ -34,6 +34,6 @@ extern "C" __global__ void global_norm_vectorized_partials(float* partials, cons
             sum += value * value;
         }
     }
-    sum = block_reduce_sum(sum, scratch);
+    sum = block_sum_to_thread0(sum, scratch);
     if (threadIdx.x == 0) partials[blockIdx.x] = sum;
 }
