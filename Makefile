@@ -4,7 +4,7 @@ PYTHON ?= python3
 OUT ?= gpu-out
 LAYERS ?= $(shell $(PYTHON) -c "from harness.registry import layers; print(' '.join(layers()))" 2>/dev/null)
 
-.PHONY: install test test-kernels notebooks gpu device-wheels docs clean-cache
+.PHONY: install test test-kernels notebooks gpu gpu-train device-wheels docs clean-cache
 
 install:
 	$(PYTHON) -m pip install -r requirements.txt
@@ -30,8 +30,21 @@ gpu:
 	  PYTHONUNBUFFERED=1 $(PYTHON) bench.py $$layer --save --json $(OUT)/bench-$$layer.json 2>&1 | tee $(OUT)/bench-$$layer.log; \
 	done
 	$(PYTHON) -m pytest --nbmake notebooks -q 2>&1 | tee $(OUT)/notebooks.log
+	$(MAKE) gpu-train
 	cp results/*.md results/*.json $(OUT)/ 2>/dev/null || true
 	$(PYTHON) -m harness.summary $(OUT)
+
+# GPT-2 124M, B=32, T=1024, bf16, with the kernels bench.py --select picks from this GPU's results:
+# 40 steps on tiny shakespeare with the per-op profile; the log is kept in results/. DATA holds
+# tinyshakespeare.txt and gpt2.tiktoken where there is no network.
+DATA ?= ../shared/data
+gpu-train:
+	$(PYTHON) trainer/prepro.py tinyshakespeare --input $(DATA)/tinyshakespeare.txt --vocab $(DATA)/gpt2.tiktoken
+	$(PYTHON) bench.py --select best.yaml
+	PYTHONUNBUFFERED=1 $(PYTHON) trainer/train.py --model d12 --kernels best.yaml --dtype bf16 --batch-size 32 \
+	  --seq-len 1024 --max-steps 40 --val-every 20 --sample-every 40 --profile --vocab $(DATA)/gpt2.tiktoken \
+	  --out-dir $(OUT)/run 2>&1 | tee $(OUT)/train.log
+	cp $(OUT)/train.log results/train-$$($(PYTHON) -c "from harness.ceilings import gpu_slug; print(gpu_slug())").log
 
 # Wheels the GPU device machine lacks (it has no network): the notebook runner and the Jupyter kernel,
 # for its Python 3.12. Carry .whl/ and install them there first (see README, "Running on a lent GPU").

@@ -6,12 +6,11 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 
 import torch
 
+from harness.atomic import atomic_write
 from harness.compile import CACHE_DIR
 from harness.timing import time_cuda
 
@@ -59,8 +58,6 @@ def ceilings(refresh: bool = False) -> dict:
         "gemm_tflops": {"fp32": measure_gemm_tflops(torch.float32), "bf16": measure_gemm_tflops(torch.bfloat16)},
         "method": "copy: 1 GiB device-to-device, read+write bytes; GEMM: torch.matmul 8192^3, fp32 without TF32",
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
+    with atomic_write(path, "w") as handle:
         json.dump(measured, handle, indent=2)
-    os.replace(handle.name, path)
     return measured

@@ -12,10 +12,10 @@ import os
 import re
 import site
 import sys
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from harness.atomic import atomic_write
 from harness.errors import UserError
 
 KERNELS_DIR = Path(__file__).resolve().parent.parent / "kernels"
@@ -130,9 +130,6 @@ def compile_cubin(source: Path, dtype: str, arch: str) -> Path:
         binary = nvrtc.getCUBIN(program)
     finally:
         nvrtc.destroyProgram(program)
-    cubin.parent.mkdir(parents=True, exist_ok=True)
-    # Write to a temporary file and rename, so a crash never leaves a truncated cubin in the cache.
-    with tempfile.NamedTemporaryFile(dir=cubin.parent, delete=False, suffix=".tmp") as handle:
+    with atomic_write(cubin) as handle:  # a crash never leaves a truncated cubin in the cache
         handle.write(binary)
-    os.replace(handle.name, cubin)
     return cubin

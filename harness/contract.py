@@ -59,6 +59,11 @@ class Tolerance:
     rtol: float
 
 
+def x128_size(dtype: str) -> int:
+    """Elements of the op dtype in one 128-bit access (common.cuh's x128): 4 fp32, 8 bf16."""
+    return 16 // element_size("x", dtype)
+
+
 def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 

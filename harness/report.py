@@ -6,10 +6,9 @@ results/<gpu>.md is rendered from it. Both are written atomically.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from harness.atomic import atomic_write
 from harness.runner import Row, Run
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
@@ -71,10 +70,8 @@ def markdown_run(run: Run) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
+    with atomic_write(path, "w") as handle:
         handle.write(text)
-    os.replace(handle.name, path)
 
 
 def write_json(runs: list[Run], path: Path) -> None:

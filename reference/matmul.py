@@ -4,7 +4,6 @@ Shapes: inp (B, T, C); weight (OC, C), stored as nn.Linear stores it (one row pe
 bias (OC,); out (B, T, OC). Every (b, t) position is an independent row, so the layer is one
 (B*T, C) x (C, OC) matrix product plus a bias broadcast over the rows.
 """
-import torch
 
 
 def matmul_forward(inp, weight, bias):

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from harness.errors import UserError
-from trainer.atomic import atomic_write
+from harness.atomic import atomic_write
 from trainer.weights import read_llmc, write_llmc
 
 STATE_FORMAT = "cuda-workbench trainer state"

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from harness.errors import UserError
-from trainer.atomic import atomic_write
+from harness.atomic import atomic_write
 from trainer.config import resolve_path
 
 SHARD_MAGIC = 20240520

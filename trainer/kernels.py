@@ -14,11 +14,10 @@ file and the registry.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.atomic import atomic_write
 from harness.contract import Variant
 from harness.errors import UserError
 
@@ -142,8 +141,5 @@ def write_selection(path: Path, sections: dict[str, dict], comment: str) -> None
     import yaml
 
     text = "".join(f"# {line}\n" for line in comment.splitlines()) + yaml.safe_dump(sections, sort_keys=True)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
+    with atomic_write(path, "w") as handle:
         handle.write(text)
-    os.replace(handle.name, path)

@@ -18,7 +18,7 @@ if __package__ in (None, ""):  # run as a script: import from the project root, 
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from harness.errors import UserError
-from trainer.atomic import atomic_write
+from harness.atomic import atomic_write
 from trainer.config import EOT_TOKEN, ROOT
 from trainer.data import write_shard
 

@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: import from the project root, not from trainer/
@@ -128,10 +128,13 @@ def make_engine(model, flat, cfg: TrainConfig) -> Engine:
         return TorchEngine(model, flat, cfg.device, cfg.dtype)
     if not Path(cfg.kernels).is_file():
         raise UserError(f"no kernels file at {cfg.kernels}")
+    if cfg.device != "cuda":
+        raise UserError("--kernels needs a CUDA GPU (on a CPU the kernels would run on the test emulator, far too "
+                        "slowly for a model); train on the CPU without --kernels: --device cpu --model d2")
     try:
         from trainer.kernel_engine import KernelEngine
     except ImportError as e:
-        raise UserError(f"the kernel path is not available yet ({e}); train with the PyTorch engine: "
+        raise UserError(f"the kernel path is not available ({e}); train with the PyTorch engine: "
                         f"--device cpu (or leave out --kernels on a GPU)") from None
     return KernelEngine(model, flat, cfg)
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from harness.errors import UserError
-from trainer.atomic import atomic_write
+from harness.atomic import atomic_write
 from trainer.config import GPT2_HEADS_BY_CHANNELS, GPTConfig
 from trainer.model import PARAMETER_NAMES, num_parameters, parameter_views
 

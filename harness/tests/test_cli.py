@@ -1,12 +1,11 @@
 """bench.py as a user meets it: listing, and clear errors with exit code 2 for bad input."""
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from harness.cli import list_variants, main
+from harness.cli import list_variants
 from harness.gpu import gpu_unavailable_reason
 from harness.registry import all_variants
 

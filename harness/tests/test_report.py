@@ -33,7 +33,7 @@ def test_save_merges_by_op_dtype_shape_and_renders(tmp_path):
     assert runs["layernorm.forward fp32 B=8,T=1024,C=768"].rows[1].median_us == 16.0
     markdown = (tmp_path / "fake-gpu-9000.md").read_text()
     assert "2.00x" in markdown and "REFUSED" in markdown and "C too large" in markdown
-    assert not list(tmp_path.glob("*.tmp"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake-gpu-9000.json", "fake-gpu-9000.md"]
 
 
 def test_json_round_trip(tmp_path):

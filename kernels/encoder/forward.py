@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from harness.contract import Op, Tolerance, block_sizes, ceil_div, element_size
+from harness.contract import Op, Tolerance, block_sizes, ceil_div, x128_size
 from kernels.encoder.shapes import (
     ACTIVATIONS, BENCH_SHAPE, DIMS, POSITION_TABLE, SHAPES, TOKEN_TABLE, TOKENS, random_table, random_tokens)
 from reference.encoder import encoder_forward
@@ -74,9 +74,6 @@ def kernel_args(a, s):
 def thread_per_element(k, a, s, block_size):
     k.encoder_forward_thread_per_element((ceil_div(s.B * s.T * s.C, block_size),), (block_size,), kernel_args(a, s))
 
-
-def x128_size(dtype):
-    return 16 // element_size("x", dtype)  # elements in one 128-bit load: 4 fp32, 8 bf16
 
 
 def refuse_unvectorizable(d, dtype, config):

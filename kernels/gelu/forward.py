@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from harness.contract import Op, Tolerance, block_sizes, ceil_div, element_size
+from harness.contract import Op, Tolerance, block_sizes, ceil_div, x128_size
 from kernels.gelu.shapes import BENCH_SHAPE, DIMS, FLAT, SHAPES, random_preactivations
 from reference.gelu import gelu_forward
 
@@ -64,9 +64,6 @@ FORWARD = Op(
 def thread_per_element(k, a, s, block_size):
     k.gelu_forward_thread_per_element((ceil_div(s.N, block_size),), (block_size,), (a.out, a.inp, s.N))
 
-
-def x128_size(dtype):
-    return 16 // element_size("x", dtype)  # elements in one 128-bit load: 4 fp32, 8 bf16
 
 
 def refuse_unvectorizable(d, dtype, config):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from harness.contract import Op, TensorSpec, Tolerance, block_sizes, ceil_div, element_size
+from harness.contract import Op, TensorSpec, Tolerance, block_sizes, ceil_div, x128_size
 from kernels.layernorm.shapes import (
     BENCH_SHAPE, CHANNELS, DIMS, PER_ROW_FP32, ROWS_BY_CHANNELS, SHAPES, random_activations, random_parameters,
     rounded)
@@ -186,9 +186,6 @@ def launch_partials(main_kernel, k, a, s, block_size, num_blocks):
 def block_partials(k, a, s, block_size, num_blocks):
     launch_partials(k.layernorm_backward_block_partials, k, a, s, block_size, num_blocks)
 
-
-def x128_size(dtype):
-    return 16 // element_size("x", dtype)  # elements in one 128-bit load: 4 fp32, 8 bf16
 
 
 def refuse_unvectorizable(d, dtype, config):

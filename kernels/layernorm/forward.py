@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from harness.contract import Op, Tolerance, block_sizes, ceil_div
+from harness.contract import Op, Tolerance, block_sizes, ceil_div, x128_size
 from kernels.layernorm.shapes import (
     BENCH_SHAPE, CHANNELS, DIMS, PER_ROW_FP32, ROWS_BY_CHANNELS, SHAPES, random_activations, random_parameters)
 from reference.layernorm import EPS, layernorm_forward
@@ -78,11 +78,6 @@ def kernel_args(a, s):
     return (a.out, a.mean, a.rstd, a.inp, a.weight, a.bias, rows(s), s.C)
 
 
-def pack_size(dtype):
-    """Values in one 128-bit pack (x128::size): 4 fp32 or 8 bf16."""
-    return {"fp32": 4, "bf16": 8}[dtype]
-
-
 # Variants 4 and 5 hold a row in a fixed 64-value register array per lane.
 MAX_C_IN_REGISTERS = 2048
 
@@ -94,8 +89,8 @@ def refuse_wide_rows(d, dtype, config):
 
 
 def refuse_unpackable(d, dtype, config):
-    if d.C % pack_size(dtype):
-        return f"C={d.C} is not a multiple of {pack_size(dtype)} ({dtype} values per 128-bit pack)"
+    if d.C % x128_size(dtype):
+        return f"C={d.C} is not a multiple of {x128_size(dtype)} ({dtype} values per 128-bit pack)"
     return refuse_wide_rows(d, dtype, config)
 
 
@@ -123,8 +118,8 @@ def vectorized(k, a, s, block_size):
 def persistent_threads_per_sm(C, dtype):
     """Mirror of THREADS_PER_SM in 6_persistent_smem_params.cu: the threads per SM its kernel for
     this C is compiled to fit (64 registers for up to 24 values per lane, else 128)."""
-    packs = ceil_div(C, 32 * pack_size(dtype))
-    return 1024 if packs * pack_size(dtype) <= 24 else 512
+    packs = ceil_div(C, 32 * x128_size(dtype))
+    return 1024 if packs * x128_size(dtype) <= 24 else 512
 
 
 def refuse_persistent(d, dtype, config):
@@ -138,7 +133,7 @@ def refuse_persistent(d, dtype, config):
 @FORWARD.variant(6, configs=block_sizes(256, 128, 512, 1024), dtypes=("fp32", "bf16"), refuse=refuse_persistent)
 def persistent_smem_params(k, a, s, block_size):
     dtype = "bf16" if a.inp.dtype == torch.bfloat16 else "fp32"
-    packs = ceil_div(s.C, 32 * pack_size(dtype))
+    packs = ceil_div(s.C, 32 * x128_size(dtype))
     # Launch only as many blocks as are resident at once: a block beyond that would start its
     # share of the rows after the others finished theirs, doubling the kernel's time.
     resident = k.num_sms * (persistent_threads_per_sm(s.C, dtype) // block_size)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from harness.contract import DTYPES, Op, TensorSpec, Tolerance, block_sizes, ceil_div, element_size
+from harness.contract import DTYPES, Op, TensorSpec, Tolerance, block_sizes, ceil_div, x128_size
 from reference.residual import residual_forward
 
 # (N,): one GPT-2 small activation (B * T * C at B=8, T=1024, C=768); N = 1000 packs into fp32
@@ -78,9 +78,6 @@ FORWARD = Op(
 def thread_per_element(k, a, s, block_size):
     k.residual_forward_thread_per_element((ceil_div(s.N, block_size),), (block_size,), (a.out, a.inp1, a.inp2, s.N))
 
-
-def x128_size(dtype):
-    return 16 // element_size("x", dtype)  # elements in one 128-bit load: 4 fp32, 8 bf16
 
 
 def refuse_unvectorizable(d, dtype, config):

@@ -13,7 +13,7 @@ from harness.registry import all_ops
 from trainer.config import GPTConfig, TrainConfig
 from trainer.engine import TorchEngine
 from trainer.kernel_engine import KernelEngine
-from trainer.kernels import parse_selection, simplest_selection, write_selection
+from trainer.kernels import simplest_selection, write_selection
 from trainer.model import PARAMETER_NAMES, init_parameters, parameter_views
 
 TINY = GPTConfig(num_layers=2, num_heads=2, channels=32, max_seq_len=16, vocab_size=50, padded_vocab_size=64)

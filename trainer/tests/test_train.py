@@ -115,8 +115,8 @@ def test_checkpoint_round_trip_gives_the_same_next_step_loss(shards, tmp_path):
 
 def test_weights_from_a_file_and_samples(shards, shared_vocab, tmp_path):
     run_cli(tiny_args(shards, tmp_path / "a", "--max-steps", "1"))
-    history = run_cli(tiny_args(shards, tmp_path / "b", "--max-steps", "1", "--sample-every", "1",
-                                "--sample-tokens", "8", "--vocab", str(shared_vocab)))
+    run_cli(tiny_args(shards, tmp_path / "b", "--max-steps", "1", "--sample-every", "1",
+            "--sample-tokens", "8", "--vocab", str(shared_vocab)))
     log = (tmp_path / "b" / "train.log").read_text()
     assert log.count("sample:") == 2
     run_cli(tiny_args(shards, tmp_path / "c", "--max-steps", "1", "--learning-rate", "0", "--init",
@@ -145,12 +145,13 @@ def test_bad_input_exits_2_with_a_message_and_writes_nothing(shards, tmp_path, c
     assert not out.exists()
 
 
-def test_kernel_path_missing_says_so_and_suggests_the_cpu(shards, tmp_path, capsys, monkeypatch):
+def test_kernels_on_the_cpu_say_they_need_a_gpu(shards, tmp_path, capsys):
     (tmp_path / "best.yaml").write_text("fp32: {}\n")
-    monkeypatch.setitem(sys.modules, "trainer.kernel_engine", None)  # as if kernel_engine.py were absent
-    assert train.main(tiny_args(shards, tmp_path / "run", "--kernels", str(tmp_path / "best.yaml"))) == 2
+    argv = tiny_args(shards, tmp_path / "run", "--kernels", str(tmp_path / "best.yaml"))
+    assert train.main(argv) == 2
     err = capsys.readouterr().err
-    assert "kernel path is not available yet" in err and "--device cpu" in err
+    assert "--kernels needs a CUDA GPU" in err and "--device cpu" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_resume_of_an_empty_folder_and_changed_model(shards, tmp_path, capsys):

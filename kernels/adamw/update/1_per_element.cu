@@ -4,10 +4,10 @@
  * Changed: the starting point, a direct port of the update: thread i reads parameter i, its
  * gradient and its two moments, and writes the new moments, the new fp32 master parameter and
  * its copy in the model's dtype.
- * Teaches: an optimizer step is pure bandwidth: about 17 flops per element against 28 bytes
- * (fp32 gradients) moved, so nothing but the memory system matters. Each thread reads all of its
- * element's inputs before it writes any output, so the outputs may be the inputs' own buffers
- * (an in-place update) without a race.
+ * Teaches: an optimizer step is pure bandwidth: about 17 flops per element against 32 bytes
+ * moved (28 with bf16 gradients), so nothing but the memory system matters. Each thread reads
+ * all of its element's inputs before it writes any output, so the outputs may be the inputs' own
+ * buffers (an in-place update) without a race.
  * Run: python bench.py adamw --pass update --variant 1
  */
 #include "common.cuh"
