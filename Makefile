@@ -2,9 +2,10 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 OUT ?= gpu-out
+BENCH_FLAGS ?=
 LAYERS ?= $(shell $(PYTHON) -c "from harness.registry import layers; print(' '.join(layers()))" 2>/dev/null)
 
-.PHONY: install test test-kernels notebooks gpu gpu-train device-wheels docs clean-cache
+.PHONY: install test test-kernels notebooks gpu gpu-tests gpu-bench gpu-notebooks gpu-train gpu-summary device-wheels docs clean-cache
 
 install:
 	$(PYTHON) -m pip install -r requirements.txt
@@ -21,16 +22,26 @@ notebooks:
 	$(PYTHON) -m pytest --nbmake --overwrite notebooks
 
 # On a GPU machine: correctness of every variant, the benchmarks of every layer (saved to results/),
-# the notebooks executed, logs under $(OUT), and a short summary printed last.
-gpu:
+# the notebooks executed, the training run, logs under $(OUT), and a short summary printed last.
+# The parts are targets of their own, so a machine with a per-command time limit can run them in turn.
+gpu: gpu-tests gpu-bench gpu-notebooks gpu-train gpu-summary
+
+gpu-tests:
 	mkdir -p $(OUT)
 	$(PYTHON) -m pytest kernels harness reference trainer -m "not emulated" -q -rs --junitxml=$(OUT)/pytest.xml 2>&1 | tee $(OUT)/pytest.log; \
 	  echo $${PIPESTATUS[0]} > $(OUT)/pytest.rc
+
+gpu-bench:
+	mkdir -p $(OUT)
 	for layer in $(LAYERS); do \
-	  PYTHONUNBUFFERED=1 $(PYTHON) bench.py $$layer --save --json $(OUT)/bench-$$layer.json 2>&1 | tee $(OUT)/bench-$$layer.log; \
+	  PYTHONUNBUFFERED=1 $(PYTHON) bench.py $$layer --save --json $(OUT)/bench-$$layer.json $(BENCH_FLAGS) 2>&1 | tee $(OUT)/bench-$$layer.log; \
 	done
+
+gpu-notebooks:
+	mkdir -p $(OUT)
 	$(PYTHON) -m pytest --nbmake notebooks -q 2>&1 | tee $(OUT)/notebooks.log
-	$(MAKE) gpu-train
+
+gpu-summary:
 	cp results/*.md results/*.json $(OUT)/ 2>/dev/null || true
 	$(PYTHON) -m harness.summary $(OUT)
 
@@ -39,6 +50,7 @@ gpu:
 # tinyshakespeare.txt and gpt2.tiktoken where there is no network.
 DATA ?= ../shared/data
 gpu-train:
+	mkdir -p $(OUT)
 	$(PYTHON) trainer/prepro.py tinyshakespeare --input $(DATA)/tinyshakespeare.txt --vocab $(DATA)/gpt2.tiktoken
 	$(PYTHON) bench.py --select best.yaml
 	PYTHONUNBUFFERED=1 $(PYTHON) trainer/train.py --model d12 --kernels best.yaml --dtype bf16 --batch-size 32 \
