@@ -130,11 +130,13 @@ def test_selection_with_a_missing_op_is_rejected(tmp_path):
 
 
 @pytest.mark.gpu
-def test_kernel_parity_on_gpu(gpu, tmp_path):
-    """GPT-2 d2-sized with GPT-2's real vocabulary, B=4, T=64, fp32, highest variants, on the GPU."""
+@pytest.mark.parametrize("selection", ["simplest", "highest"])
+def test_kernel_parity_on_gpu(gpu, tmp_path, selection):
+    """GPT-2 d2-sized with GPT-2's real vocabulary, B=4, T=64, fp32, on the GPU: the loss and every
+    gradient against reference/gpt2.py in float64, with every layer's simplest and most refined variant."""
     model = GPTConfig(num_layers=2, num_heads=4, channels=64)
-    engine, params = engine_for(tmp_path, {"fp32": highest_selection("fp32")}, "fp32", model=model,
-                                batch=(4, 64), device="cuda")
+    section = simplest_selection("fp32") if selection == "simplest" else highest_selection("fp32")
+    engine, params = engine_for(tmp_path, {"fp32": section}, "fp32", model=model, batch=(4, 64), device="cuda")
     tokens, targets = batch(model, (4, 64))
     engine.zero_grad()
     loss = engine.forward_backward(tokens, targets, loss_scale=1.0)
