@@ -8,6 +8,7 @@ header it includes from kernels/, the options and the NVRTC version.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import site
@@ -92,7 +93,10 @@ def local_includes(source: Path, seen: set[Path] | None = None) -> list[Path]:
 
 def compile_options(source: Path, dtype: str, arch: str) -> list[str]:
     # The source's own folder first, so a variant can include a helper header beside it.
-    options = [f"--gpu-architecture={arch}", "-std=c++17", f"-I{source.parent}", f"-I{KERNELS_DIR}"]
+    # --ptxas-options=-v: ptxas reports each kernel's registers, spills and static shared memory,
+    # which kernel_resources() keeps beside the cubin (launch limits are checked without a GPU).
+    options = [f"--gpu-architecture={arch}", "-std=c++17", "--ptxas-options=-v", f"-I{source.parent}",
+               f"-I{KERNELS_DIR}"]
     options += [f"-I{folder}" for folder in cuda_include_dirs()]
     if dtype == "bf16":
         options.append("-DWB_BF16")
@@ -128,8 +132,41 @@ def compile_cubin(source: Path, dtype: str, arch: str) -> Path:
             log = nvrtc.getProgramLog(program)
             raise CompileError(f"{source} ({dtype}, {arch}) failed to compile: {exc}\n{log}") from None
         binary = nvrtc.getCUBIN(program)
+        resources = parse_ptxas_report(nvrtc.getProgramLog(program))
     finally:
         nvrtc.destroyProgram(program)
+    with atomic_write(cubin.with_suffix(".json"), "w") as handle:
+        json.dump(resources, handle, indent=1)
     with atomic_write(cubin) as handle:  # a crash never leaves a truncated cubin in the cache
         handle.write(binary)
     return cubin
+
+
+def parse_ptxas_report(log: str) -> dict[str, dict[str, int]]:
+    """Per entry kernel: registers, static shared memory, stack frame and spill bytes, from ptxas -v."""
+    kernels: dict[str, dict[str, int]] = {}
+    current = None
+    for line in log.splitlines():
+        entry = re.search(r"Compiling entry function '([^']+)'", line)
+        if entry:
+            current = kernels.setdefault(entry.group(1), {"registers": 0, "shared_bytes": 0, "stack_bytes": 0,
+                                                         "spill_bytes": 0})
+            continue
+        if current is None:
+            continue
+        frame = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line)
+        if frame:
+            current["stack_bytes"] = int(frame.group(1))
+            current["spill_bytes"] = int(frame.group(2)) + int(frame.group(3))
+        used = re.search(r"Used (\d+) registers", line)
+        if used:
+            current["registers"] = int(used.group(1))
+            smem = re.search(r"(\d+) bytes smem", line)
+            current["shared_bytes"] = int(smem.group(1)) if smem else 0
+            current = None  # the "Used" line closes the entry's report
+    return kernels
+
+
+def kernel_resources(source: Path, dtype: str, arch: str) -> dict[str, dict[str, int]]:
+    """What ptxas reported for each kernel of `source` (compiling it first when needed)."""
+    return json.loads(compile_cubin(source, dtype, arch).with_suffix(".json").read_text())

@@ -150,7 +150,14 @@ def bench_op(op: Op, dtype: str, dims, variants: list[Variant], *, block_sizes: 
             if reason:
                 row.status, row.note = "refused", reason
                 continue
-            result, launch = check_variant(variant, case, config)
+            try:
+                result, launch = check_variant(variant, case, config)
+            except UserError:
+                raise
+            except Exception as exc:  # a launch the driver refuses, a CUDA error: report it, go on
+                row.status, row.note = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                torch.cuda.synchronize()
+                continue
             row.max_abs_err, row.tolerance_used = result.max_abs_err, result.tolerance_used
             if not result.passed:
                 row.status, row.note = "failed", result.describe()
