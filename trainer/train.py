@@ -127,7 +127,8 @@ def make_engine(model, flat, cfg: TrainConfig) -> Engine:
     if not cfg.kernels:
         return TorchEngine(model, flat, cfg.device, cfg.dtype)
     if not Path(cfg.kernels).is_file():
-        raise UserError(f"no kernels file at {cfg.kernels}")
+        raise UserError(f"no kernels file at {cfg.kernels}: write it on a GPU with `python bench.py --select "
+                        f"{cfg.kernels}` (after `make gpu-bench`), or `... --simplest` for every layer's first variant")
     if cfg.device != "cuda":
         raise UserError("--kernels needs a CUDA GPU (on a CPU the kernels would run on the test emulator, far too "
                         "slowly for a model); train on the CPU without --kernels: --device cpu --model d2")
