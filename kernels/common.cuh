@@ -57,6 +57,24 @@ __device__ __forceinline__ float block_reduce_sum(float v, float* scratch) {
     return v;
 }
 
+// The most negative finite float (-FLT_MAX): where a max-reduction starts. Unlike -infinity,
+// LOWEST - LOWEST is 0, never NaN, so an empty partial cannot poison an exp(x - max).
+constexpr float LOWEST = -3.402823466e38f;
+
+// Maximum over the whole block; every thread gets it. Same rules as block_reduce_sum.
+__device__ __forceinline__ float block_reduce_max(float v, float* scratch) {
+    const int lane = threadIdx.x % 32;
+    const int warp = threadIdx.x / 32;
+    const int num_warps = blockDim.x / 32;
+    v = warp_reduce_max(v);
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = (lane < num_warps) ? scratch[lane] : LOWEST;
+    v = warp_reduce_max(v);
+    __syncthreads();
+    return v;
+}
+
 // Packed128<T>: 16 bytes of T moved with one 128-bit load or store instruction.
 // The address must be 16-byte aligned: callers guarantee it (the harness allocates aligned
 // buffers; variants that use this refuse row lengths that break alignment).

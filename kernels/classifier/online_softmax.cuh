@@ -3,8 +3,6 @@
 #pragma once
 #include "common.cuh"
 
-constexpr float LOWEST = -3.402823466e38f;  // -FLT_MAX: finite, so LOWEST - LOWEST is 0, not NaN
-
 // A partial softmax normaliser: the largest logit seen and the sum of exp(x - max) over the
 // logits seen. {LOWEST, 0} stands for "nothing seen yet".
 struct MaxSum {

@@ -12,24 +12,7 @@
  * pass each thread overwrites only the elements it has just read itself.
  * Run: python bench.py classifier --pass backward --variant 1
  */
-#include "common.cuh"
-
-constexpr float LOWEST = -3.402823466e38f;  // -FLT_MAX: every finite logit is larger
-
-// The maximum over the block; every thread gets it (the shape of common.cuh's block_reduce_sum:
-// blockDim.x a multiple of 32, 32 floats of scratch, a trailing barrier).
-__device__ __forceinline__ float block_reduce_max(float v, float* scratch) {
-    const int lane = threadIdx.x % 32;
-    const int warp = threadIdx.x / 32;
-    const int num_warps = blockDim.x / 32;
-    v = warp_reduce_max(v);
-    if (lane == 0) scratch[warp] = v;
-    __syncthreads();
-    v = (lane < num_warps) ? scratch[lane] : LOWEST;
-    v = warp_reduce_max(v);
-    __syncthreads();
-    return v;
-}
+#include "common.cuh"  // block_reduce_max, block_reduce_sum, LOWEST
 
 // dlogits (N, Vp) floatX, losses (N,) float, logits (N, Vp) floatX, targets (N,) int in [0, V),
 // dloss: the gradient of the training loss with respect to each token's loss (1 / N for a mean).

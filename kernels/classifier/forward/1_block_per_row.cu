@@ -10,25 +10,7 @@
  * never read. The price: the row is read twice, the second time hopefully from L2.
  * Run: python bench.py classifier --variant 1
  */
-#include "common.cuh"
-
-constexpr float LOWEST = -3.402823466e38f;  // -FLT_MAX: every finite logit is larger
-
-// The maximum over the block; every thread gets it. The same shape as block_reduce_sum in
-// common.cuh: blockDim.x a multiple of 32, `scratch` 32 floats of shared memory, and a trailing
-// barrier so the scratch can be reused at once.
-__device__ __forceinline__ float block_reduce_max(float v, float* scratch) {
-    const int lane = threadIdx.x % 32;
-    const int warp = threadIdx.x / 32;
-    const int num_warps = blockDim.x / 32;
-    v = warp_reduce_max(v);
-    if (lane == 0) scratch[warp] = v;
-    __syncthreads();
-    v = (lane < num_warps) ? scratch[lane] : LOWEST;
-    v = warp_reduce_max(v);
-    __syncthreads();
-    return v;
-}
+#include "common.cuh"  // block_reduce_max, block_reduce_sum, LOWEST
 
 // losses (N,) float, logits (N, Vp) floatX, targets (N,) int in [0, V). The grid has exactly N
 // blocks, so every thread of every block reaches every barrier.
