@@ -90,7 +90,7 @@ class Case:
         # The float64 reference runs where the kernels do: on a GPU that is far faster at the big shapes.
         on_device = {name: value.to(device) if isinstance(value, torch.Tensor) else value
                      for name, value in inputs64.items()}
-        reference = op.reference(on_device | self.scalars)
+        reference = op.reference(on_device | self.scalars | {"dims": self.dims})
         self.reference = {name: reference[name].to(device) for name in op.outputs}
         self.inputs = {name: inputs64[name].to(device=device, dtype=torch_dtype(spec.element_type, dtype))
                        .contiguous() for name, spec in op.inputs.items()}

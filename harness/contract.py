@@ -194,7 +194,8 @@ class Op:
     shapes: list[tuple]  # checked by the tests; include awkward ones
     bench_shape: tuple  # the shape timed by default
     make_inputs: Callable[[tuple, str, torch.Generator], dict[str, torch.Tensor]]
-    reference: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+    # reference(t): t holds the inputs (float64), the scalars and "dims"; returns the outputs in float64
+    reference: Callable[[dict], dict[str, torch.Tensor]]
     tolerances: dict[str, dict[str, Tolerance]]  # dtype -> output name -> tolerance
     flops: Callable[[tuple], int]
     baselines: dict[str, Callable] = field(default_factory=dict)  # name -> factory(tensors, dims) -> callable

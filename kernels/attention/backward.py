@@ -35,12 +35,11 @@ def make_inputs(dims, dtype, generator):
     dout = random_tokens(dims, C, dtype, generator)
     # att is what the forward saved: the probabilities of the rounded qkv, stored in the dtype.
     _, att = attention_forward(qkv, dims.NH)
-    # "NH" rides along for the reference, which sees tensors only (see forward.make_inputs).
-    return {"dout": dout, "qkv": qkv, "att": rounded(att, dtype), "NH": dims.NH}
+    return {"dout": dout, "qkv": qkv, "att": rounded(att, dtype)}
 
 
 def reference(t):
-    return {"dqkv": attention_backward(t["dout"], t["qkv"], t["att"], t["NH"])}
+    return {"dqkv": attention_backward(t["dout"], t["qkv"], t["att"], t["dims"].NH)}
 
 
 def torch_eager(t, dims):

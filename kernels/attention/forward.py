@@ -35,14 +35,11 @@ from reference.attention import attention_forward
 
 
 def make_inputs(dims, dtype, generator):
-    # "NH" is not a tensor: qkv's shape gives C but not how it splits into heads, so the head
-    # count rides along for the reference (the harness gives the reference everything make_inputs
-    # returns and uploads only the op's inputs).
-    return {"qkv": random_tokens(dims, 3 * dims.NH * dims.HS, dtype, generator), "NH": dims.NH}
+    return {"qkv": random_tokens(dims, 3 * dims.NH * dims.HS, dtype, generator)}
 
 
 def reference(t):
-    out, att = attention_forward(t["qkv"], t["NH"])
+    out, att = attention_forward(t["qkv"], t["dims"].NH)  # qkv's shape does not say how C splits into heads
     return {"out": out, "att": att}
 
 
