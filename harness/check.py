@@ -194,6 +194,22 @@ def run_check(case: Case, launch, label: str, poison: bool = True) -> CheckResul
     return CheckResult(label, case.compare_outputs(), case.inputs_intact(), case.guards_intact())
 
 
+def run_check_aliased(case: Case, variant: Variant, config: dict, aliases: dict[str, str]) -> CheckResult:
+    """Launch with each output in `aliases` sharing the buffer of its input (a copy of the input, so the
+    case stays intact) and compare every output with the reference: an in-place call must give the
+    same result as one with separate buffers."""
+    shared = {name: case.inputs[name].clone() for name in set(aliases.values())}
+    case.poison()
+    tensors = case.tensors | case.scratch_for(variant, config) | shared
+    tensors |= {output: shared[name] for output, name in aliases.items()}
+    variant.bind(tensors, case.dims, case.dtype, config, device=torch.device(case.device).type)()
+    synchronize(case.device)
+    tolerances = case.op.tolerances[case.dtype]
+    comparisons = [compare(name, tensors[name], case.reference[name], tolerances[name]) for name in case.op.outputs]
+    label = variant_label(variant, case.dtype, case.dims, config) + f" in place {aliases}"
+    return CheckResult(label, comparisons)
+
+
 def variant_label(variant: Variant, dtype: str, dims, config: dict) -> str:
     settings = ",".join(f"{k}={v}" for k, v in config.items())
     return f"{variant.id} {dtype} {variant.op.format_dims(dims)} [{settings}]"

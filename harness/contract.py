@@ -201,6 +201,9 @@ class Op:
     baselines: dict[str, Callable] = field(default_factory=dict)  # name -> factory(tensors, dims) -> callable
     bound: str = "memory"  # "memory": rated in GB/s against copy bandwidth; "compute": TFLOP/s against GEMM
     scalars: dict[str, float | int] = field(default_factory=dict)  # per-call values (lr, step), with check defaults
+    # in-place patterns every variant must support: each maps outputs to the inputs whose buffers they may
+    # share (e.g. {"dlogits": "logits"}); kernels/test_aliasing.py checks each pattern on the emulator
+    aliases: list[dict[str, str]] = field(default_factory=list)
     folder: Path | None = None
     variants: list[Variant] = field(default_factory=list)
 

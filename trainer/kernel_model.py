@@ -12,6 +12,8 @@ residual kernel (out = inp1 + inp2, safe with out aliasing inp1).
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 
 from harness.contract import torch_dtype
@@ -28,13 +30,6 @@ class BoundCall:
 
     def __call__(self, **scalars) -> None:
         self.run(**scalars)
-
-
-class _Sizes:
-    """The sizes the bound calls use, by their short names (as in llm.c)."""
-
-    def __init__(self, **sizes):
-        self.__dict__.update(sizes)
 
 
 class KernelGPT2:
@@ -84,7 +79,7 @@ class KernelGPT2:
                  "dwte_encoder": (Vp, C), "dbias_discard": (Vp,), "zero_bias": (Vp,)}
         self.d = {name: buffer(*size) for name, size in grads.items()}
         self.norm = buffer(1, dtype=torch.float32)
-        self.s = _Sizes(L=L, C=C, NH=NH, V=model.vocab_size, Vp=Vp, B=B, T=T)
+        self.s = SimpleNamespace(L=L, C=C, NH=NH, V=model.vocab_size, Vp=Vp, B=B, T=T)
         self._scratch: dict = {}
         self.forward_calls = self._bind_forward()
         self.backward_calls = self._bind_backward()

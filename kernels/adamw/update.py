@@ -126,6 +126,7 @@ UPDATE = Op(
     baselines={"torch eager": torch_eager, "torch.compile": torch_compiled},
     scalars=dict(SCALARS),
     folder=Path(__file__).parent / "update",
+    aliases=[{"params_out": "params", "m_out": "m", "v_out": "v"}],  # the trainer updates in place
 )
 
 

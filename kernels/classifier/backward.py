@@ -84,6 +84,7 @@ BACKWARD = Op(
     baselines={"torch eager": torch_eager, "torch.compile": torch_compiled},
     scalars={"dloss": DLOSS},
     folder=Path(__file__).parent / "backward",
+    aliases=[{"dlogits": "logits"}],  # the trainer overwrites its logits, as llm.c
 )
 
 

@@ -64,6 +64,7 @@ BACKWARD = Op(
     flops=lambda d: 17 * d.N,
     baselines={"torch eager": torch_eager, "torch.compile": torch_compiled},
     folder=Path(__file__).parent / "backward",
+    aliases=[{"dinp": "dout"}],
 )
 
 

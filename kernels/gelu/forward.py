@@ -57,6 +57,7 @@ FORWARD = Op(
     flops=lambda d: 8 * d.N,
     baselines={"torch eager": torch_eager, "torch.compile": torch_compiled},
     folder=Path(__file__).parent / "forward",
+    aliases=[{"out": "inp"}],
 )
 
 
