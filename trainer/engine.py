@@ -20,7 +20,9 @@ the engine copies it (to its device) and owns the master weights from then on.
 Conventions for every method:
 - tokens and targets are int64 CPU tensors of shape (B, T); the engine moves them to its device.
 - The loss is the mean cross-entropy over the B*T positions, over the first V logits.
-- Losses and norms come back as Python floats (one host sync per call is expected).
+- forward_backward returns its loss as a 0-d fp32 tensor on the engine's device, possibly not yet
+  computed: the loop adds up the micro-batches' losses and reads them once, after the step's
+  gradient norm (the one host sync of a step, as in llm.c). evaluate and grad_norm return floats.
 - Parameters, gradients, m and v are flat fp32 buffers in llm.c's order; get_*/set_* exchange CPU
   copies, so a checkpoint written from one engine loads into any other.
 """
@@ -44,9 +46,10 @@ class Engine(abc.ABC):
     device: torch.device
 
     @abc.abstractmethod
-    def forward_backward(self, tokens: torch.Tensor, targets: torch.Tensor, loss_scale: float) -> float:
+    def forward_backward(self, tokens: torch.Tensor, targets: torch.Tensor, loss_scale: float) -> torch.Tensor:
         """Forward and backward of one micro-batch: ADD loss_scale * d(loss)/d(params) to the gradients
-        (gradient accumulation: loss_scale = 1 / micro-batches per step). Returns the unscaled mean loss."""
+        (gradient accumulation: loss_scale = 1 / micro-batches per step). Returns the unscaled mean loss
+        as a 0-d fp32 tensor on the device, without waiting for it."""
 
     @abc.abstractmethod
     def zero_grad(self) -> None:
@@ -134,7 +137,7 @@ class TorchEngine(Engine):
     def forward_backward(self, tokens, targets, loss_scale):
         _, loss = self._forward(tokens, targets)
         (loss * loss_scale).backward()
-        return loss.item()
+        return loss.detach().float()
 
     def zero_grad(self):
         self.grad.zero_()

@@ -23,6 +23,11 @@ class KernelEngine(Engine):
         self.name = f"kernels {cfg.kernels} {self.device.type}{' (emulated)' if self.device.type == 'cpu' else ''} " \
                     f"{cfg.dtype}"
         self.set_parameters(params)
+        if self.device.type == "cuda":
+            self._staging = [{"tokens": torch.empty(cfg.batch_size, cfg.seq_len, dtype=torch.int32).pin_memory(),
+                              "targets": torch.empty(cfg.batch_size, cfg.seq_len, dtype=torch.int32).pin_memory(),
+                              "copied": torch.cuda.Event()} for _ in range(2)]
+            self._next_staging = 0
 
     def describe_kernels(self) -> list[str]:
         return [f"{op_id:22s} {choice.describe()}" for op_id, choice in sorted(self.choices.items())]
@@ -31,13 +36,25 @@ class KernelEngine(Engine):
         B, T = self.net.B, self.net.T
         if tuple(tokens.shape) != (B, T):
             raise ValueError(f"the kernel engine's buffers are for batches of {(B, T)}, got {tuple(tokens.shape)}")
-        self.net.set_batch(tokens.to(self.device, non_blocking=True),
-                           None if targets is None else targets.to(self.device, non_blocking=True))
+        if self.device.type != "cuda":
+            self.net.set_batch(tokens, targets)
+            return
+        # A copy from pageable memory may wait for the GPU to drain; from pinned memory it is queued
+        # like a kernel. Two pinned buffers used in turn let the host prepare batch n+1 while the
+        # GPU still reads batch n; the event says when a buffer's last copy has been done.
+        staging = self._staging[self._next_staging]
+        self._next_staging ^= 1
+        staging["copied"].synchronize()
+        staging["tokens"].copy_(tokens)
+        if targets is not None:
+            staging["targets"].copy_(targets)
+        self.net.set_batch(staging["tokens"], None if targets is None else staging["targets"], non_blocking=True)
+        staging["copied"].record()
 
     def forward_backward(self, tokens, targets, loss_scale):
         self._batch(tokens, targets)
         self.net.forward_backward(dloss=loss_scale / tokens.numel())
-        return self.net.a["losses"].mean().item()
+        return self.net.a["losses"].mean()  # enqueued, not read: the next micro-batch follows at once
 
     def zero_grad(self):
         self.net.zero_grad()

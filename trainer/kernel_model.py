@@ -2,7 +2,7 @@
 
 Every buffer is allocated once, for a fixed (B, T); every kernel call is bound once (the contract
 checks shapes and dtypes then), so a training step only enqueues kernels: no allocation, and no
-host synchronisation except reading the loss and the gradient norm. The order of calls follows
+host synchronisation except reading the gradient norm once per step. The order of calls follows
 llm.c's train_gpt2.cu. On device "cpu" the same chain runs on the CPU emulator (small models only):
 that is how the kernel path is tested against reference/gpt2.py without a GPU.
 
@@ -209,10 +209,10 @@ class KernelGPT2:
         self.master.copy_(flat_fp32)
         self.params_flat.copy_(flat_fp32)
 
-    def set_batch(self, tokens: torch.Tensor, targets: torch.Tensor | None) -> None:
-        self.tokens.copy_(tokens)
+    def set_batch(self, tokens: torch.Tensor, targets: torch.Tensor | None, non_blocking: bool = False) -> None:
+        self.tokens.copy_(tokens, non_blocking=non_blocking)
         if targets is not None:
-            self.targets.copy_(targets)
+            self.targets.copy_(targets, non_blocking=non_blocking)
 
     def forward(self, with_loss: bool = True) -> None:
         for call in self.forward_calls:

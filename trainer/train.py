@@ -158,11 +158,12 @@ def train_step(engine: Engine, loader: DataLoader, cfg: TrainConfig, step: int, 
                grad_accum: int) -> tuple[float, float, float]:
     """One optimizer step over grad_accum micro-batches; returns (mean loss, gradient norm, lr)."""
     engine.zero_grad()
-    loss = 0.0
+    losses = []  # device tensors: reading each one would stall the GPU between micro-batches
     for _ in range(grad_accum):
         x, y = loader.next_batch()
-        loss += engine.forward_backward(x, y, 1.0 / grad_accum) / grad_accum
-    norm = engine.grad_norm()
+        losses.append(engine.forward_backward(x, y, 1.0 / grad_accum))
+    norm = engine.grad_norm()  # the step's one host sync: clipping needs the norm on the host
+    loss = torch.stack(losses).mean().item()
     grad_scale = cfg.grad_clip / norm if 0 < cfg.grad_clip < norm else 1.0  # clip the global norm
     lr = get_lr(step, cfg, max_steps)
     engine.adamw_step(lr, step + 1, grad_scale, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay)

@@ -27,7 +27,7 @@ def test_gradients_land_in_one_flat_buffer():
     flat = init_parameters(TINY, seed=0)
     engine = TorchEngine(TINY, flat)
     x, y = batch()
-    loss = engine.forward_backward(x, y, 1.0)
+    loss = engine.forward_backward(x, y, 1.0).item()
     ref_loss, ref_grad = autograd_grads(flat, x, y)
     assert loss == pytest.approx(ref_loss, abs=1e-6)
     torch.testing.assert_close(engine.grad, ref_grad)
@@ -117,7 +117,7 @@ def test_bf16_mixed_precision_keeps_fp32_master_weights():
     flat = init_parameters(TINY, seed=6)
     x, y = batch()
     fp32, bf16 = TorchEngine(TINY, flat), TorchEngine(TINY, flat, dtype="bf16")
-    l32, l16 = fp32.forward_backward(x, y, 1.0), bf16.forward_backward(x, y, 1.0)
+    l32, l16 = fp32.forward_backward(x, y, 1.0).item(), bf16.forward_backward(x, y, 1.0).item()
     assert abs(l32 - l16) < 0.05
     assert bf16.flat.dtype == torch.float32 and bf16.grad.dtype == torch.float32
     cos = torch.nn.functional.cosine_similarity(fp32.grad, bf16.grad, dim=0)

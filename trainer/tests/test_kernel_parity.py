@@ -61,7 +61,7 @@ def test_fp32_loss_and_every_gradient_match_the_reference(tmp_path, selection):
     engine, params = engine_for(tmp_path, {"fp32": section}, "fp32")
     tokens, targets = batch()
     engine.zero_grad()
-    loss = engine.forward_backward(tokens, targets, loss_scale=1.0)
+    loss = engine.forward_backward(tokens, targets, loss_scale=1.0).item()
     want_loss, want = reference_grads(params, tokens, targets)
     assert loss == pytest.approx(want_loss, rel=1e-5)
     grads = parameter_views(engine.net.grad_acc_flat.double(), TINY)
@@ -80,7 +80,7 @@ def test_bf16_gradients_match_within_a_stated_bound(tmp_path):
     engine, params = engine_for(tmp_path, {"bf16": highest_selection("bf16")}, "bf16")
     tokens, targets = batch(seed=1)
     engine.zero_grad()
-    loss = engine.forward_backward(tokens, targets, loss_scale=1.0)
+    loss = engine.forward_backward(tokens, targets, loss_scale=1.0).item()
     bf16_params = params.to(torch.bfloat16).float()  # the model runs on the rounded parameters
     want_loss, want = reference_grads(bf16_params, tokens, targets)
     assert loss == pytest.approx(want_loss, rel=1e-3)
@@ -102,7 +102,7 @@ def test_ten_adamw_steps_track_the_torch_engine(tmp_path):
     for step in range(1, 11):
         for name, e in (("kernels", engine), ("torch", torch_engine)):
             e.zero_grad()
-            losses[name].append(e.forward_backward(tokens, targets, loss_scale=1.0))
+            losses[name].append(e.forward_backward(tokens, targets, loss_scale=1.0).item())
             scale = min(1.0, 1.0 / max(e.grad_norm(), 1e-12))
             e.adamw_step(lr=1e-2, step=step, grad_scale=scale, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1)
     assert losses["kernels"][-1] < losses["kernels"][0] - 0.1, "the loss should fall on a repeated batch"
@@ -139,7 +139,7 @@ def test_kernel_parity_on_gpu(gpu, tmp_path, selection):
     engine, params = engine_for(tmp_path, {"fp32": section}, "fp32", model=model, batch=(4, 64), device="cuda")
     tokens, targets = batch(model, (4, 64))
     engine.zero_grad()
-    loss = engine.forward_backward(tokens, targets, loss_scale=1.0)
+    loss = engine.forward_backward(tokens, targets, loss_scale=1.0).item()
     want_loss, want = reference_grads(params, tokens, targets, model)
     assert loss == pytest.approx(want_loss, rel=1e-5)
     grads = parameter_views(engine.net.grad_acc_flat.double().cpu(), model)

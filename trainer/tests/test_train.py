@@ -95,7 +95,7 @@ def test_checkpoint_round_trip_gives_the_same_next_step_loss(shards, tmp_path):
 
     def step(engine, loader, n):
         engine.zero_grad()
-        loss = engine.forward_backward(*loader.next_batch(), 1.0)
+        loss = engine.forward_backward(*loader.next_batch(), 1.0).item()
         engine.adamw_step(1e-3, n, 1.0, 0.9, 0.95, 1e-8, 0.1)
         return loss
 
