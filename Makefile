@@ -5,7 +5,7 @@ OUT ?= gpu-out
 BENCH_FLAGS ?=
 LAYERS ?= $(shell $(PYTHON) -c "from harness.registry import layers; print(' '.join(layers()))" 2>/dev/null)
 
-.PHONY: install test test-kernels notebooks gpu gpu-tests gpu-bench gpu-notebooks gpu-train gpu-summary device-wheels docs clean-cache
+.PHONY: install test test-kernels notebooks gpu gpu-compile gpu-tests gpu-bench gpu-notebooks gpu-train gpu-summary device-wheels docs clean-cache
 
 install:
 	$(PYTHON) -m pip install -r requirements.txt
@@ -26,8 +26,12 @@ notebooks:
 # The parts are targets of their own, so a machine with a per-command time limit can run them in turn.
 gpu: gpu-tests gpu-bench gpu-notebooks gpu-train gpu-summary
 
-gpu-tests:
+gpu-compile:
 	mkdir -p $(OUT)
+	$(PYTHON) bench.py --compile-only --arch $$($(PYTHON) -c "from harness.gpu import device_arch; print(device_arch())") \
+	  > $(OUT)/compile.log 2>&1; rc=$$?; tail -1 $(OUT)/compile.log; exit $$rc
+
+gpu-tests: gpu-compile
 	$(PYTHON) -m pytest kernels harness reference trainer -m "not emulated" -q -rs --junitxml=$(OUT)/pytest.xml 2>&1 | tee $(OUT)/pytest.log; \
 	  echo $${PIPESTATUS[0]} > $(OUT)/pytest.rc
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -38,7 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, metavar="PATH", help="write this run's results to PATH")
     parser.add_argument("--save", action="store_true", help="merge the results into results/<gpu>.json and .md")
     parser.add_argument("--compile-only", action="store_true",
-                        help="compile the selected variants with NVRTC (sm_80, sm_90); needs no GPU")
+                        help="compile the selected variants (every layer's when no layer is named) with NVRTC "
+                             "for sm_80 and sm_90 into the cubin cache; needs no GPU")
+    parser.add_argument("--arch", action="append", metavar="SM",
+                        help="with --compile-only: only this architecture, e.g. sm_90 (repeatable)")
+    parser.add_argument("--jobs", type=int, default=0, metavar="N",
+                        help="with --compile-only: compile in N processes (default: one per CPU core)")
     parser.add_argument("--select", type=Path, metavar="YAML",
                         help="write the trainer's kernel choice (best.yaml): each layer pass's fastest checked "
                              "variant from this GPU's results/ (or --results FILE)")
@@ -91,23 +97,43 @@ def select(args, op):
     return op.variants if not args.variant else [v for v in op.variants if v.number in args.variant]
 
 
-def compile_only(ops, args) -> int:
+def _compile_one(source: Path, dtype: str, arch: str) -> str | None:
+    """The compiler's message when the source fails, else None (runs in a worker process)."""
     from harness.compile import CompileError, compile_cubin
 
-    failures = 0
+    try:
+        compile_cubin(source, dtype, arch)
+    except CompileError as exc:
+        return str(exc)
+    return None
+
+
+def compile_only(ops, args) -> int:
+    """Fill the cubin cache, in parallel: NVRTC takes about a second a file, and a GPU session that
+    starts with a full cache spends its time on checks and timing instead."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from harness.compile import cuda_include_dirs
+
+    cuda_include_dirs()  # a missing toolkit is one clear error, not one per file
+    jobs = []
     for op in ops:
         for variant in select(args, op):
             if variant.source is None:
                 continue
             dtypes = variant.dtypes if args.dtype == "all" else [d for d in variant.dtypes if d == args.dtype]
-            for dtype in dtypes:
-                for arch in variant.archs:
-                    try:
-                        compile_cubin(variant.source, dtype, arch)
-                        print(f"ok      {variant.id} {dtype} {arch}")
-                    except CompileError as exc:
-                        failures += 1
-                        print(f"FAILED  {variant.id} {dtype} {arch}\n{exc}")
+            archs = [a for a in variant.archs if not args.arch or a in args.arch]
+            jobs += [(variant, dtype, arch) for dtype in dtypes for arch in archs]
+    if not jobs:
+        raise UserError(f"nothing to compile for --dtype {args.dtype} --arch {' '.join(args.arch or [])}")
+    workers = min(len(jobs), args.jobs if args.jobs > 0 else (os.cpu_count() or 1))
+    failures = 0
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        messages = pool.map(_compile_one, *zip(*[(v.source, dtype, arch) for v, dtype, arch in jobs]))
+        for (variant, dtype, arch), message in zip(jobs, messages):
+            failures += message is not None
+            print(f"ok      {variant.id} {dtype} {arch}" if message is None else
+                  f"FAILED  {variant.id} {dtype} {arch}\n{message}", flush=True)
     return EXIT_CHECK_FAILED if failures else 0
 
 
@@ -192,6 +218,12 @@ def run(args) -> int:
         return 0
     if args.select:
         return select_kernels(args)
+    if args.arch and not args.compile_only:
+        raise UserError("--arch only applies to --compile-only (timing and checks use this GPU's architecture)")
+    if args.compile_only and not args.layer:
+        from harness.registry import all_ops
+
+        return compile_only(all_ops(), args)
     if not args.layer:
         from harness.registry import layers
 

@@ -1,4 +1,5 @@
 """bench.py as a user meets it: listing, and clear errors with exit code 2 for bad input."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,9 @@ from harness.registry import all_variants
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def bench(*args):
-    return subprocess.run([sys.executable, "bench.py", *args], cwd=ROOT, capture_output=True, text=True)
+def bench(*args, env=None):
+    return subprocess.run([sys.executable, "bench.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          env=None if env is None else os.environ | env)
 
 
 def test_list_shows_every_variant_from_its_header():
@@ -69,6 +71,21 @@ def test_compile_only_builds_selected_variants_without_gpu():
     result = bench("layernorm", "--variant", "1", "--compile-only")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok      layernorm.forward/1 fp32 sm_90" in result.stdout
+
+
+def test_compile_only_arch_and_jobs_pick_what_is_built(tmp_path):
+    env = {"WORKBENCH_CACHE": str(tmp_path)}  # a cold cache: the worker processes really compile
+    result = bench("layernorm", "--pass", "forward", "--variant", "1", "--variant", "2", "--compile-only",
+                   "--arch", "sm_90", "--jobs", "2", "--dtype", "fp32", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    built = sorted(line.split()[1:] for line in result.stdout.splitlines() if line.startswith("ok"))
+    assert built == [["layernorm.forward/1", "fp32", "sm_90"], ["layernorm.forward/2", "fp32", "sm_90"]]
+    assert len(list(tmp_path.glob("*-fp32-sm_90-*.cubin"))) == 2
+
+
+def test_arch_without_compile_only_is_refused():
+    result = bench("layernorm", "--arch", "sm_90")
+    assert result.returncode == 2 and "--arch only applies to --compile-only" in result.stderr
 
 
 def test_markdown_list_has_a_row_per_variant():
