@@ -111,3 +111,14 @@ def shared_memory_tiles(k, a, s, tile):
 def cublas(k, a, s):
     # .view and .t() make new tensor headers over the same storage: no device memory is allocated.
     torch.addmm(a.bias, a.inp.view(-1, s.C), a.weight.t(), out=a.out.view(-1, s.OC))
+
+
+def refuse_unaligned_k(d, dtype, config):
+    if d.C % 8:
+        return f"C={d.C} is not a multiple of 8: rows would not start on the 16-byte boundaries the copies need"
+    return refuse_tall(d, dtype, {"tile": 128})
+
+
+@FORWARD.variant(4, dtypes=("bf16",), refuse=refuse_unaligned_k)
+def tensor_cores_wmma(k, a, s):
+    k.matmul_forward_wmma((ceil_div(s.OC, 128), ceil_div(s.B * s.T, 128)), (256,), kernel_args(a, s))

@@ -27,7 +27,7 @@
 #define __launch_bounds__(...)
 #define __shared__ static
 #define __restrict__ __restrict
-#define __align__(n) alignas(n)
+#define __align__(n) __attribute__((aligned(n)))  // GNU form: valid after `static` too
 
 struct uint3 { unsigned x = 0, y = 0, z = 0; };
 struct dim3 {

@@ -1,0 +1,80 @@
+// Emulator stand-in for <mma.h>: the WMMA (warp matrix multiply-accumulate) API.
+//
+// On a GPU a fragment's elements are spread over the warp's 32 lanes in a layout the programming
+// guide leaves unspecified, so correct code only moves fragments through load/store_matrix_sync and
+// only applies the same operation to every element. That lets the emulator give every lane the
+// whole tile: each lane computes the full product, and what any lane stores is the full result.
+// Every call is warp-collective, as on the GPU: a lane that skips one makes its warp hang (reported).
+#pragma once
+#include <type_traits>
+
+#include "emu_runtime.h"
+
+namespace nvcuda {
+namespace wmma {
+
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+template <typename Use, int M, int N, int K, typename T, typename Layout = void>
+struct fragment {
+    static_assert(M == 16 && N == 16 && K == 16, "the emulator supports the 16 x 16 x 16 shape only");
+    static constexpr int rows = std::is_same<Use, matrix_b>::value ? K : M;
+    static constexpr int cols = std::is_same<Use, matrix_a>::value ? K : N;
+    static constexpr int num_elements = rows * cols;
+    T x[num_elements];  // row-major, the whole tile in every lane
+};
+
+// Reads happen before the warp meets, so a lane that reads shared memory its neighbours have not
+// written yet (a missing __syncwarp or __syncthreads) sees the poison, as it could on a GPU.
+template <typename Use, int M, int N, int K, typename T, typename Layout, typename P>
+inline void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const P* p, unsigned ldm) {
+    using F = fragment<Use, M, N, K, T, Layout>;
+    static_assert(!std::is_same<Use, accumulator>::value, "an accumulator load needs a layout_t argument");
+    constexpr bool column_major = std::is_same<Layout, col_major>::value;
+    for (int r = 0; r < F::rows; r++)
+        for (int c = 0; c < F::cols; c++) f.x[r * F::cols + c] = column_major ? p[c * ldm + r] : p[r * ldm + c];
+    emu::syncwarp();
+}
+
+template <int M, int N, int K, typename T>
+inline void load_matrix_sync(fragment<accumulator, M, N, K, T>& f, const T* p, unsigned ldm, layout_t layout) {
+    for (int r = 0; r < M; r++)
+        for (int c = 0; c < N; c++) f.x[r * N + c] = layout == mem_col_major ? p[c * ldm + r] : p[r * ldm + c];
+    emu::syncwarp();
+}
+
+template <int M, int N, int K, typename T>
+inline void store_matrix_sync(T* p, const fragment<accumulator, M, N, K, T>& f, unsigned ldm, layout_t layout) {
+    emu::syncwarp();
+    for (int r = 0; r < M; r++)
+        for (int c = 0; c < N; c++) (layout == mem_col_major ? p[c * ldm + r] : p[r * ldm + c]) = f.x[r * N + c];
+}
+
+template <typename Use, int M, int N, int K, typename T, typename Layout>
+inline void fill_fragment(fragment<Use, M, N, K, T, Layout>& f, const T& value) {
+    for (auto& v : f.x) v = value;
+}
+
+// d = a b + c, products and sums in fp32 (the tensor cores' bf16 products are exact in fp32).
+template <int M, int N, int K, typename TA, typename LA, typename TB, typename LB, typename TC>
+inline void mma_sync(fragment<accumulator, M, N, K, TC>& d, const fragment<matrix_a, M, N, K, TA, LA>& a,
+                     const fragment<matrix_b, M, N, K, TB, LB>& b, const fragment<accumulator, M, N, K, TC>& c) {
+    TC result[M * N];
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            float sum = float(c.x[i * N + j]);
+            for (int k = 0; k < K; k++) sum += float(a.x[i * K + k]) * float(b.x[k * N + j]);
+            result[i * N + j] = TC(sum);
+        }
+    }
+    for (int e = 0; e < M * N; e++) d.x[e] = result[e];
+    emu::syncwarp();
+}
+
+}  // namespace wmma
+}  // namespace nvcuda
