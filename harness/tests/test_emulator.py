@@ -88,6 +88,34 @@ extern "C" __global__ void bad(float* out) {
         k.bad((1,), (64,), (torch.zeros(64),))
 
 
+WMMA = r'''
+#include <mma.h>
+using namespace nvcuda;
+// One warp: out (16, 16) = a (16, 16) @ b (16, 16) + 1, with b read column-major (b[n * 16 + k]).
+extern "C" __global__ void product(float* out, const floatX* a, const floatX* b, int skip_lane) {
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::row_major> fa;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, floatX, wmma::col_major> fb;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+    wmma::fill_fragment(acc, 1.0f);
+    if (threadIdx.x == skip_lane) return;  // a lane that skips the warp-wide calls
+    wmma::load_matrix_sync(fa, a, 16);
+    wmma::load_matrix_sync(fb, b, 16);
+    wmma::mma_sync(acc, fa, fb, acc);
+    wmma::store_matrix_sync(out, acc, 16, wmma::mem_row_major);
+}
+'''
+
+
+def test_wmma_computes_the_product_and_is_warp_collective(tmp_path):
+    k = kernels(tmp_path, WMMA, "bf16")
+    a, b = torch.randn(16, 16).to(torch.bfloat16), torch.randn(16, 16).to(torch.bfloat16)
+    out = torch.full((16, 16), float("nan"))
+    k.product((1,), (32,), (out, a, b, -1))
+    torch.testing.assert_close(out, a.float() @ b.float().t() + 1.0, rtol=1e-5, atol=1e-5)
+    with pytest.raises(EmulationError, match="warp.*undefined on a GPU|hang"):
+        k.product((1,), (32,), (out, a, b, 5))
+
+
 def test_shared_memory_is_poisoned_not_zeroed(tmp_path):
     k = kernels(tmp_path, r'''
 extern "C" __global__ void reads_unwritten_shared(float* out) {
