@@ -58,7 +58,7 @@ class TrainConfig:
 
     # model and weights
     model: str = "d12"  # a MODELS preset: d2, d4, d6 (CPU-sized) or d12..d48 (GPT-2 small..XL); "" with --init
-    init: str = ""  # start from these weights (llm.c .bin, or a Hugging Face .bin/.pt/.safetensors state dict)
+    init: str = ""  # start from these weights (llm.c .bin; Hugging Face .bin/.pt/.safetensors or save_pretrained folder)
     # data
     train_data: str = "data/tinyshakespeare/tiny_shakespeare_train.bin"  # training shard(s); a glob is allowed
     val_data: str = "data/tinyshakespeare/tiny_shakespeare_val.bin"  # validation shard(s); a glob is allowed

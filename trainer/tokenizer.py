@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.errors import UserError
 from trainer.config import EOT_TOKEN, ROOT
+
+if TYPE_CHECKING:  # imported lazily below: tiktoken loads only when text is encoded or decoded
+    import tiktoken
 
 ENV_VAR = "WORKBENCH_GPT2_VOCAB"
 SHARED_VOCAB = ROOT.parent / "shared" / "data" / "gpt2.tiktoken"

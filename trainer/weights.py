@@ -6,10 +6,14 @@ version 5. llm.c's train_gpt2.cu and this trainer read each other's files.
 
 Hugging Face GPT2LMHeadModel: names like transformer.h.0.attn.c_attn.weight; its Conv1D weights are
 (in, out), the transpose of ours; lm_head is tied to wte, which we pad from V to Vp rows with zeros.
+Read from a torch file (.bin/.pt), a .safetensors file, a sharded checkpoint's *.index.json, or the
+folder save_pretrained writes (its config.json gives the head count and is checked for settings
+reference/gpt2.py does not model).
 """
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -120,25 +124,43 @@ def to_hf_state_dict(flat: torch.Tensor, cfg: GPTConfig) -> dict[str, torch.Tens
 
 def from_hf_state_dict(sd: dict, num_heads: int | None = None, padded_vocab_size: int | None = None,
                        where: str = "state dict") -> tuple[GPTConfig, torch.Tensor]:
-    """(model config, flat fp32 parameters) from a GPT2LMHeadModel (or GPT2Model) state dict."""
+    """(model config, flat fp32 parameters) from a GPT2LMHeadModel (or GPT2Model) state dict.
+
+    lm_head.weight may be absent (save_pretrained drops the tied copy), the only copy (safetensors'
+    save_model keeps lm_head.weight and drops wte), or beside wte, which it must then equal, since
+    this model ties them. The causal-mask buffers (attn.bias, attn.masked_bias) are ignored."""
+    not_tensors = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise UserError(f"{where}: not a state dict: {', '.join(map(str, not_tensors[:5]))} "
+                        f"{'is not a tensor' if len(not_tensors) == 1 else 'are not tensors'}")
+    lm_head = sd.get("lm_head.weight")
     sd = {k.removeprefix("transformer."): v for k, v in sd.items()
           if k != "lm_head.weight" and not k.endswith(HF_IGNORED_SUFFIXES)}
+    if "wte.weight" not in sd and lm_head is not None:
+        sd["wte.weight"] = lm_head  # safetensors' save_model keeps one name of a tied pair: lm_head's
     for name in ("wte.weight", "wpe.weight"):
         if name not in sd:
             raise UserError(f"{where}: no {name}; is this a GPT-2 state dict? (keys: {', '.join(list(sd)[:5])}, ...)")
+        if sd[name].dim() != 2:
+            raise UserError(f"{where}: {name} has shape {tuple(sd[name].shape)}, expected a matrix")
+    if lm_head is not None and not (lm_head.shape == sd["wte.weight"].shape and torch.equal(lm_head, sd["wte.weight"])):
+        raise UserError(f"{where}: lm_head.weight differs from wte (shapes {tuple(lm_head.shape)} and "
+                        f"{tuple(sd['wte.weight'].shape)}); GPT-2 ties them, and so does this trainer")
     V, C = sd["wte.weight"].shape
     maxT = sd["wpe.weight"].shape[0]
-    L = 0
-    while f"h.{L}.ln_1.weight" in sd:
-        L += 1
+    layers = [int(m.group(1)) for m in map(re.compile(r"h\.(\d+)\.").match, sd) if m]
+    L = max(layers, default=-1) + 1  # a layer with a tensor missing is reported as missing below
     if num_heads is None:
         if C not in GPT2_HEADS_BY_CHANNELS:
             raise UserError(f"{where}: cannot tell the number of heads of a model with C={C}; "
                             f"put its config.json (with n_head) beside the file")
         num_heads = GPT2_HEADS_BY_CHANNELS[C]
     Vp = padded_vocab_size or -(-V // 128) * 128
-    cfg = GPTConfig(num_layers=L, num_heads=num_heads, channels=C, max_seq_len=maxT, vocab_size=V,
-                    padded_vocab_size=Vp)
+    try:
+        cfg = GPTConfig(num_layers=L, num_heads=num_heads, channels=C, max_seq_len=maxT, vocab_size=V,
+                        padded_vocab_size=Vp)
+    except ValueError as e:
+        raise UserError(f"{where}: {e}") from None
     expected = {f"h.{l}.{name}" for l in range(L) for name, _ in HF_BLOCK.values()} | set(HF_TOP.values())
     missing, unknown = expected - set(sd), set(sd) - expected
     if missing or unknown:
@@ -148,54 +170,130 @@ def from_hf_state_dict(sd: dict, num_heads: int | None = None, padded_vocab_size
     p = parameter_views(flat, cfg)
     for ours in PARAMETER_NAMES:
         if ours in HF_TOP:
-            src = sd[HF_TOP[ours]].float()
             target = p[ours][:V] if ours == "wte" else p[ours]  # wte's padding rows stay zero
-            _copy(target, src, where, HF_TOP[ours])
+            _copy(target, sd[HF_TOP[ours]], False, where, HF_TOP[ours])
         else:
             name, transposed = HF_BLOCK[ours]
             for l in range(L):
-                src = sd[f"h.{l}.{name}"].float()
-                _copy(p[ours][l], src.t() if transposed else src, where, f"h.{l}.{name}")
+                _copy(p[ours][l], sd[f"h.{l}.{name}"], transposed, where, f"h.{l}.{name}")
     return cfg, flat
 
 
-def _copy(target, src, where, name):
-    if target.shape != src.shape:
-        raise UserError(f"{where}: {name} has shape {tuple(src.shape)}, expected {tuple(target.shape)}")
-    target.copy_(src)
+def _copy(target, src, transposed, where, name):
+    """target <- src (src.t() for HF's Conv1D weights); shapes are reported as HF stores them."""
+    expected = tuple(target.t().shape) if transposed else tuple(target.shape)
+    if tuple(src.shape) != expected:
+        raise UserError(f"{where}: {name} has shape {tuple(src.shape)}, expected {expected}")
+    target.copy_(src.t() if transposed else src)  # any float dtype: copy_ converts to fp32
 
 
-def read_hf(path, num_heads: int | None = None) -> tuple[GPTConfig, torch.Tensor]:
-    """A Hugging Face GPT-2 state dict from a torch .bin/.pt file or a .safetensors file."""
-    path = Path(path)
+# the files save_pretrained writes, in the order a folder is searched
+HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                   "pytorch_model.bin.index.json")
+# config.json settings of GPT-2 that reference/gpt2.py hard-codes: name -> (value when absent, allowed values)
+HF_FIXED_SETTINGS = {
+    "activation_function": ("gelu_new", ("gelu_new", "gelu_pytorch_tanh")),  # both are the tanh approximation
+    "layer_norm_epsilon": (1e-5, (1e-5,)),
+    "scale_attn_weights": (True, (True,)),
+    "scale_attn_by_inverse_layer_idx": (False, (False,)),
+    "tie_word_embeddings": (True, (True,)),
+}
+
+
+def _read_json(path) -> object:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: cannot read it as JSON ({e})") from None
+
+
+def _check_hf_config(config, where) -> None:
+    """Refuse a config.json describing a model that reference/gpt2.py would compute differently."""
+    if not isinstance(config, dict):
+        raise UserError(f"{where}: config.json is not a JSON object")
+    bad = [f"{name}={config[name]!r}" for name, (_, allowed) in HF_FIXED_SETTINGS.items()
+           if name in config and config[name] not in allowed]
+    if bad:
+        raise UserError(f"{where}: config.json has {', '.join(bad)}; this trainer's GPT-2 supports only "
+                        + ", ".join(f"{name}={default!r}" for name, (default, _) in HF_FIXED_SETTINGS.items()))
+
+
+def _read_one_state_dict(path: Path) -> dict:
     if path.suffix == ".safetensors":
         try:
             from safetensors.torch import load_file
         except ImportError:
             raise UserError(f"{path}: reading .safetensors needs the safetensors package: "
                             f"pip install safetensors") from None
-        sd = load_file(str(path))
-    else:
         try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise UserError(f"{path} is neither an llm.c checkpoint nor a torch state dict ({e})") from None
-        if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
-            sd = sd["state_dict"]
-        if not isinstance(sd, dict):
-            raise UserError(f"{path} holds a {type(sd).__name__}, not a state dict")
-    lm_head, wte = sd.get("lm_head.weight"), sd.get("transformer.wte.weight", sd.get("wte.weight"))
-    if lm_head is not None and wte is not None and not torch.equal(lm_head, wte):
-        raise UserError(f"{path}: lm_head.weight differs from wte; GPT-2 ties them, and so does this trainer")
+            return load_file(str(path))
+        except Exception as e:  # safetensors raises its own error type for a malformed file
+            raise UserError(f"{path} is not a readable safetensors file ({e})") from None
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"{path} is neither an llm.c checkpoint nor a torch state dict ({e})") from None
+    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict):
+        raise UserError(f"{path} holds a {type(sd).__name__}, not a state dict")
+    return sd
+
+
+def _read_sharded_state_dict(index_path: Path) -> dict:
+    """A sharded checkpoint: its index's weight_map names the shard file of every tensor."""
+    index = _read_json(index_path)
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise UserError(f"{index_path}: no weight_map; not a sharded checkpoint's index")
+    sd = {}
+    for shard in sorted(set(weight_map.values())):
+        shard_path = index_path.with_name(str(shard))
+        if Path(str(shard)).name != str(shard) or not shard_path.is_file():
+            raise UserError(f"{index_path} names the shard {shard!r}, which is not a file beside it")
+        part = _read_one_state_dict(shard_path)
+        sd.update({k: v for k, v in part.items() if weight_map.get(k) == shard})
+    missing = sorted(set(weight_map) - set(sd))
+    if missing:
+        raise UserError(f"{index_path}: the shards lack {missing[:5]}, which the index lists")
+    return sd
+
+
+def read_hf(path, num_heads: int | None = None) -> tuple[GPTConfig, torch.Tensor]:
+    """A Hugging Face GPT-2 state dict: a torch .bin/.pt file, a .safetensors file, a sharded
+    checkpoint's *.index.json, or a save_pretrained folder (see HF_WEIGHT_FILES)."""
+    path = Path(path)
+    if path.is_dir():
+        path = _hf_weights_in(path)
+    if path.name.endswith(".index.json"):
+        sd = _read_sharded_state_dict(path)
+    else:
+        sd = _read_one_state_dict(path)
     config_json = path.with_name("config.json")
-    if num_heads is None and config_json.exists():
-        num_heads = json.loads(config_json.read_text()).get("n_head")
+    if config_json.exists():
+        config = _read_json(config_json)
+        _check_hf_config(config, str(path))
+        if num_heads is None:
+            num_heads = config.get("n_head")
     return from_hf_state_dict(sd, num_heads=num_heads, where=str(path))
 
 
+def _hf_weights_in(folder) -> Path:
+    """The weight file of a save_pretrained folder (the first of HF_WEIGHT_FILES present)."""
+    folder = Path(folder)
+    for name in HF_WEIGHT_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    raise UserError(f"{folder} is a folder without GPT-2 weights: expected one of {', '.join(HF_WEIGHT_FILES)} "
+                    f"(as Hugging Face's save_pretrained writes), or name a weight file")
+
+
 def load_weights(path, num_heads: int | None = None) -> tuple[GPTConfig, torch.Tensor]:
-    """Any supported weight file: llm.c (recognised by its magic number) or a Hugging Face state dict."""
+    """Any supported weight file: llm.c (recognised by its magic number), a Hugging Face state dict,
+    or a Hugging Face save_pretrained folder."""
     path = Path(path)
+    if path.is_dir():
+        return read_hf(path, num_heads=num_heads)
     if not path.is_file():
         raise UserError(f"no weight file at {path}")
     with open(path, "rb") as f:
