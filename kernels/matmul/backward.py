@@ -102,3 +102,21 @@ def cublas(k, a, s):
     torch.mm(dout, a.weight, out=a.dinp.view(-1, s.C))
     torch.mm(dout.t(), a.inp.view(-1, s.C), out=a.dweight)
     torch.sum(dout, dim=0, out=a.dbias)
+
+
+def refuse_unaligned_rows(d, dtype, config):
+    if d.C % 8 or d.OC % 8:
+        return (f"C={d.C} and OC={d.OC} must be multiples of 8: rows would not start on the 16-byte boundaries "
+                "the copies need")
+    for name, tiles in (("C", ceil_div(d.C, 128)), ("B*T", ceil_div(d.B * d.T, 128)), ("OC", ceil_div(d.OC, 128))):
+        if tiles > 65535:
+            return f"{name} needs {tiles} tiles of 128, past the grid's y limit of 65535"
+    return None
+
+
+@BACKWARD.variant(3, dtypes=("bf16",), refuse=refuse_unaligned_rows)
+def tensor_cores_wmma(k, a, s):
+    M, N, K = s.B * s.T, s.OC, s.C
+    k.matmul_backward_dinp_wmma((ceil_div(K, 128), ceil_div(M, 128)), (256,), (a.dinp, a.dout, a.weight, M, N, K))
+    k.matmul_backward_dweight_dbias_wmma((ceil_div(K, 128), ceil_div(N, 128)), (256,),
+                                         (a.dweight, a.dbias, a.dout, a.inp, M, N, K))

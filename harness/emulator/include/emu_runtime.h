@@ -86,7 +86,12 @@ inline unsigned linear_tid = 0;
 inline unsigned lane_id() { return linear_tid % 32; }
 inline unsigned char* dynamic_shared() { return current->dynamic_shared.data(); }
 
-inline void register_shared(void* address, size_t bytes) { current->static_shared.insert({address, bytes}); }
+// Called where a static __shared__ array is declared (before any thread can use it). The first time
+// in a launch its bytes are poisoned, so the launch's first block cannot read zeros left by static
+// initialisation (or values left by an earlier launch) where the GPU would give garbage.
+inline void register_shared(void* address, size_t bytes) {
+    if (current->static_shared.insert({address, bytes}).second) std::memset(address, 0xFF, bytes);
+}
 
 inline const char* barrier_name(int id) { return id == 0 ? "__syncthreads" : "a warp shuffle or __syncwarp"; }
 
