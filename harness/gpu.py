@@ -65,7 +65,12 @@ def _external_stream(handle: int):
         return cupy.cuda.ExternalStream(handle)
 
 
-def _kernel_arg(value):
+def kernel_arg(value):
+    """What a launch hands CuPy for one argument. The C type comes from the Python value, not from the
+    kernel's signature (a cubin does not say it): tensors and None as 64-bit pointers, ints as int32,
+    floats as float32, numpy scalars as they are. CuPy itself would pass a Python int as int64, which
+    an `int` parameter misreads. The CPU emulator checks each value against the signature with this
+    same function, and harness/launches.py checks the ints of every launch at GPT-2's sizes."""
     if isinstance(value, torch.Tensor):
         return np.uint64(value.data_ptr())
     if value is None:
@@ -99,7 +104,7 @@ class Kernel:
             self._raw.max_dynamic_shared_size_bytes = shared_mem
             self._shared_limit = shared_mem
         with _stream():  # CuPy launches on its current stream: make that torch's
-            self._raw(grid, block, tuple(_kernel_arg(a) for a in args), shared_mem=shared_mem)
+            self._raw(grid, block, tuple(kernel_arg(a) for a in args), shared_mem=shared_mem)
 
 
 class Kernels:

@@ -4,17 +4,20 @@ The launch function runs on meta tensors (no data) with a recording stand-in for
 learn exactly which kernels it launches with which grid, block and dynamic shared memory; ptxas's
 report (harness.compile.kernel_resources) gives each kernel's registers and static shared memory.
 A configuration that asks for more than an SM has ("too many resources requested for launch") is
-then caught in CI, where the emulator, which has no register file, would run it happily.
+then caught in CI, where the emulator, which has no register file, would run it happily. So is an int
+argument past int32 (the emulator only sees small shapes): the tests record launches at GPT-2's
+training sizes too, where element counts come within a factor of two of 2^31.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import torch
 
 from harness.compile import kernel_resources
 from harness.contract import Variant, torch_dtype
+from harness.gpu import kernel_arg
 
 RECORDING_SMS = 132  # an H100's SM count: launch geometry that scales with the SMs sees a real value
 
@@ -38,6 +41,7 @@ class Launch:
     grid: tuple[int, ...]
     block: tuple[int, ...]
     shared_bytes: int
+    args: tuple = field(default=(), compare=False)
 
 
 class _Recorder:
@@ -53,7 +57,7 @@ class _Recorder:
         def record(grid, block, args, shared_mem: int = 0):
             grid = tuple(grid) if isinstance(grid, tuple) else (grid,)
             block = tuple(block) if isinstance(block, tuple) else (block,)
-            self.launches.append(Launch(name, grid, block, int(shared_mem)))
+            self.launches.append(Launch(name, grid, block, int(shared_mem), tuple(args)))
 
         return record
 
@@ -96,4 +100,11 @@ def launch_problems(variant: Variant, dims, dtype: str, config: dict, arch: str)
         if any(extent <= 0 for extent in launch.grid) or len(launch.grid) > 3 or launch.grid[0] >= 2**31 \
                 or any(extent > 65535 for extent in launch.grid[1:]):
             problems.append(f"{where}: grid outside the limits (x < 2^31, y and z <= 65535, all >= 1)")
+        for index, value in enumerate(launch.args):
+            if isinstance(value, torch.Tensor):
+                continue  # a pointer; meta tensors have no address to convert
+            try:
+                kernel_arg(value)  # what the GPU launch does with it: an int past int32 raises there
+            except (OverflowError, TypeError) as exc:
+                problems.append(f"{where}: argument {index}: {exc}")
     return problems

@@ -24,6 +24,7 @@ import torch
 
 from harness.compile import CACHE_DIR, KERNELS_DIR, local_includes
 from harness.errors import UserError
+from harness.gpu import kernel_arg
 
 INCLUDE_DIR = Path(__file__).resolve().parent / "include"
 EMULATED_SMS = 4  # small, so grid-stride loops take several turns
@@ -163,11 +164,18 @@ class EmulatedKernel:
             raise TypeError(f"{where}: the emulator cannot pass this type")
         if isinstance(value, torch.Tensor) or value is None:
             raise TypeError(f"{where}: expected a scalar, got {type(value).__name__}")
-        if ctype in (ctypes.c_float, ctypes.c_double):
-            return ctype(float(value))
-        if not isinstance(value, int):
-            raise TypeError(f"{where}: expected an integer, got {value!r}")
-        return ctype(value)
+        # On a GPU the C type comes from the Python value (harness.gpu.kernel_arg), not from the
+        # signature: an int given for a float parameter arrives as int32 bits, and an int past int32
+        # raises. Convert the same way here, so such a launch fails in CI and not only on a GPU.
+        try:
+            passed = kernel_arg(value)
+        except (OverflowError, TypeError) as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+        if (passed.dtype.kind == "f") != (ctype in (ctypes.c_float, ctypes.c_double)) \
+                or passed.dtype.itemsize != ctypes.sizeof(ctype):
+            raise TypeError(f"{where}: a GPU launch passes {value!r} as {passed.dtype}, which a {param.type} "
+                            "parameter misreads")
+        return ctype(passed.item())
 
     def __call__(self, grid, block, args, shared_mem: int = 0) -> None:
         grid = tuple(grid) if isinstance(grid, tuple) else (grid,)

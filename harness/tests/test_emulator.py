@@ -134,12 +134,29 @@ def test_launch_lines_are_checked_against_the_signature(tmp_path):
         k.row_sums((1,), (96,), (torch.zeros(3), inp, 3))
     with pytest.raises(TypeError, match="dtype torch.float64, the kernel reads torch.float32"):
         k.row_sums((1,), (96,), (torch.zeros(3, dtype=torch.float64), inp, 3, 32))
-    with pytest.raises(TypeError, match="expected an integer"):
+    with pytest.raises(TypeError, match="passes 3.0 as float32, which a int parameter misreads"):
         k.row_sums((1,), (96,), (torch.zeros(3), inp, 3.0, 32))
     with pytest.raises(TypeError, match="expected a tensor"):
         k.row_sums((1,), (96,), (3, inp, 3, 32))
     with pytest.raises(AttributeError, match="has no kernel named 'row_sum'"):
         k.row_sum
+
+
+def test_scalars_are_converted_as_a_gpu_launch_converts_them(tmp_path):
+    """harness.gpu picks a scalar's C type from the Python value: an int for a float parameter would
+    reach the GPU as int32 bits (2 read as 2.8e-45), and an int past int32 cannot be passed at all."""
+    k = kernels(tmp_path, r'''
+extern "C" __global__ void scale(float* out, float factor, int N) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < N) out[i] = factor * i;
+}''')
+    out = torch.zeros(4)
+    k.scale((1,), (32,), (out, 2.0, 4))
+    assert out.tolist() == [0.0, 2.0, 4.0, 6.0]
+    with pytest.raises(TypeError, match="passes 2 as int32, which a float parameter misreads"):
+        k.scale((1,), (32,), (out, 2, 4))
+    with pytest.raises(OverflowError, match="argument 2 .* does not fit in int32"):
+        k.scale((1,), (32,), (out, 2.0, 2**31))
 
 
 def test_out_of_bounds_write_is_caught_by_the_guard_zones():

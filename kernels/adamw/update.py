@@ -19,8 +19,8 @@ Scalars (Op.scalars; the trainer passes its own per call, run(lr=..., step=..., 
 Outputs are overwritten. In place: params_out may be params, m_out may be m and v_out may be v
 (the trainer's usual call); every variant reads all inputs of an element before writing any output
 of it, from the same thread. params_model (the parameters in the model's dtype: an exact copy in
-fp32, rounded to nearest in bf16) must be a buffer of its own. kernels/adamw/test_in_place.py checks
-the in-place call on the emulator.
+fp32, rounded to nearest in bf16) must be a buffer of its own. kernels/test_aliasing.py checks
+the in-place call on the emulator (Op.aliases).
 """
 from pathlib import Path
 

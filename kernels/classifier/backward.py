@@ -16,8 +16,8 @@ dloss is a per-call scalar: the gradient of the training loss with respect to ea
 In place: dlogits may be the logits tensor itself (the trainer overwrites the logits, as llm.c
 does). Every variant reads a row only from the block that writes it, finishes every read other
 threads depend on before the block's last barrier, and then writes only elements the same thread
-has just read. The harness checks with separate buffers; kernels/classifier/test_in_place.py
-checks the aliased call on the emulator.
+has just read. The harness checks with separate buffers; kernels/test_aliasing.py checks the
+aliased call on the emulator (Op.aliases).
 """
 from pathlib import Path
 
