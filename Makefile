@@ -1,11 +1,10 @@
 # make test: what CI runs (no GPU needed). make gpu: the whole GPU suite on a GPU machine.
 SHELL := /bin/bash
 PYTHON ?= python3
-OUT ?= gpu-out
 BENCH_FLAGS ?=
 LAYERS ?= $(shell $(PYTHON) -c "from harness.registry import layers; print(' '.join(layers()))" 2>/dev/null)
 
-.PHONY: install test test-kernels notebooks gpu gpu-compile gpu-tests gpu-bench gpu-notebooks gpu-train gpu-summary device-wheels docs clean-cache
+.PHONY: install test test-kernels notebooks gpu gpu-compile gpu-tests gpu-bench gpu-notebooks gpu-train gpu-summary gpu-pack device-wheels docs clean-cache
 
 install:
 	$(PYTHON) -m pip install -r requirements.txt
@@ -22,45 +21,56 @@ notebooks:
 	$(PYTHON) -m pytest --nbmake --overwrite notebooks
 
 # On a GPU machine: correctness of every variant, the benchmarks of every layer (saved to results/),
-# the notebooks executed, the training run, logs under $(OUT), and a short summary printed last.
+# the notebooks executed, the training run, logs under $(LOGS), and a short summary printed last.
 # The parts are targets of their own, so a machine with a per-command time limit can run them in turn.
+# (LOGS, not OUT: a lent device machine sets OUT in the environment, and make would take it.)
+LOGS ?= gpu-out
 gpu: gpu-tests gpu-bench gpu-notebooks gpu-train gpu-summary
 
+# Every variant compiled first, one process per core: the tests then find them in the cubin cache.
 gpu-compile:
-	mkdir -p $(OUT)
-	$(PYTHON) bench.py --compile-only --arch $$($(PYTHON) -c "from harness.gpu import device_arch; print(device_arch())") \
-	  > $(OUT)/compile.log 2>&1; rc=$$?; tail -1 $(OUT)/compile.log; exit $$rc
+	mkdir -p $(LOGS)
+	$(PYTHON) bench.py --compile-only > $(LOGS)/compile.log 2>&1; rc=$$?; tail -1 $(LOGS)/compile.log; exit $$rc
 
 gpu-tests: gpu-compile
-	$(PYTHON) -m pytest kernels harness reference trainer -m "not emulated" -q -rs --junitxml=$(OUT)/pytest.xml 2>&1 | tee $(OUT)/pytest.log; \
-	  echo $${PIPESTATUS[0]} > $(OUT)/pytest.rc
+	mkdir -p $(LOGS)
+	$(PYTHON) -m pytest kernels harness reference trainer -m "not emulated" -q -rs --junitxml=$(LOGS)/pytest.xml 2>&1 | tee $(LOGS)/pytest.log; \
+	  echo $${PIPESTATUS[0]} > $(LOGS)/pytest.rc
 
 gpu-bench:
-	mkdir -p $(OUT)
+	mkdir -p $(LOGS)
 	for layer in $(LAYERS); do \
-	  PYTHONUNBUFFERED=1 $(PYTHON) bench.py $$layer --save --json $(OUT)/bench-$$layer.json $(BENCH_FLAGS) 2>&1 | tee $(OUT)/bench-$$layer.log; \
+	  PYTHONUNBUFFERED=1 $(PYTHON) bench.py $$layer --save --json $(LOGS)/bench-$$layer.json $(BENCH_FLAGS) 2>&1 | tee $(LOGS)/bench-$$layer.log; \
 	done
 
+# The benchmark cells time every variant with torch.compile baselines: more than nbmake's default 300 s a cell.
 gpu-notebooks:
-	mkdir -p $(OUT)
-	$(PYTHON) -m pytest --nbmake notebooks -q 2>&1 | tee $(OUT)/notebooks.log
+	mkdir -p $(LOGS)
+	$(PYTHON) -m pytest --nbmake --nbmake-timeout=900 notebooks -q 2>&1 | tee $(LOGS)/notebooks.log
 
 gpu-summary:
-	cp results/*.md results/*.json $(OUT)/ 2>/dev/null || true
-	$(PYTHON) -m harness.summary $(OUT)
+	$(PYTHON) -m harness.summary $(LOGS)
 
 # GPT-2 124M, B=32, T=1024, bf16, with the kernels bench.py --select picks from this GPU's results:
 # 40 steps on tiny shakespeare with the per-op profile; the log is kept in results/. DATA holds
-# tinyshakespeare.txt and gpt2.tiktoken where there is no network.
+# tinyshakespeare.txt and gpt2.tiktoken where there is no network. Checkpoints stay in $(LOGS)/run.
 DATA ?= ../shared/data
 gpu-train:
-	mkdir -p $(OUT)
+	mkdir -p $(LOGS)
 	$(PYTHON) trainer/prepro.py tinyshakespeare --input $(DATA)/tinyshakespeare.txt --vocab $(DATA)/gpt2.tiktoken
 	$(PYTHON) bench.py --select best.yaml
-	PYTHONUNBUFFERED=1 $(PYTHON) trainer/train.py --model d12 --kernels best.yaml --dtype bf16 --batch-size 32 \
-	  --seq-len 1024 --max-steps 40 --val-every 20 --sample-every 40 --profile --vocab $(DATA)/gpt2.tiktoken \
-	  --out-dir $(OUT)/run 2>&1 | tee $(OUT)/train.log
-	cp $(OUT)/train.log results/train-$$($(PYTHON) -c "from harness.ceilings import gpu_slug; print(gpu_slug())").log
+	set -o pipefail; PYTHONUNBUFFERED=1 $(PYTHON) trainer/train.py --model d12 --kernels best.yaml --dtype bf16 \
+	  --batch-size 32 --seq-len 1024 --max-steps 40 --val-every 20 --sample-every 40 --profile \
+	  --vocab $(DATA)/gpt2.tiktoken --out-dir $(LOGS)/run 2>&1 | tee $(LOGS)/train.log
+	cp $(LOGS)/train.log results/train-$$($(PYTHON) -c "from harness.ceilings import gpu_slug; print(gpu_slug())").log
+
+# One file to bring back from a machine that returns few files (a lent device's $OUT takes 8):
+# results/ (to commit) and the logs, without checkpoints. make gpu-pack PACK=$OUT
+gpu-pack:
+	@test -n "$(PACK)" || { echo "give PACK=folder for gpu-results.tgz"; exit 2; }
+	tar -czf $(PACK)/gpu-results.tgz results best.yaml $$(ls $(LOGS)/*.log $(LOGS)/*.json $(LOGS)/*.xml $(LOGS)/*.rc 2>/dev/null) \
+	  --ignore-failed-read
+	@ls -l $(PACK)/gpu-results.tgz
 
 # Wheels the GPU device machine lacks (it has no network): the notebook runner and the Jupyter kernel,
 # for its Python 3.12. Carry .whl/ and install them there first (see README, "Running on a lent GPU").

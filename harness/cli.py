@@ -249,6 +249,7 @@ def run(args) -> int:
     from rich.progress import Progress
 
     from harness.ceilings import ceilings
+    from harness.errors import GPUFault
     from harness.report import print_run, save_results, write_json
     from harness.runner import bench_op, selected_configs
 
@@ -274,12 +275,17 @@ def run(args) -> int:
 
     steps = sum(len(baseline_names(op)) + sum(len(selected_configs(v, args.block_size)) for v in variants)
                 for op, _, _, variants in jobs)
+    fault = None
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("benchmarking", total=steps)
         for op, dtype, dims, variants in jobs:
-            run_result = bench_op(op, dtype, dims, variants, block_sizes=args.block_size,
-                                  baselines=baseline_names(op), repeats=args.repeats, ceilings=limits,
-                                  on_step=lambda text: progress.update(task, description=text, advance=1))
+            try:
+                run_result = bench_op(op, dtype, dims, variants, block_sizes=args.block_size,
+                                      baselines=baseline_names(op), repeats=args.repeats, ceilings=limits,
+                                      on_step=lambda text: progress.update(task, description=text, advance=1))
+            except GPUFault as exc:  # the runs finished before it are still saved below
+                fault = exc
+                break
             print_run(run_result, console)
             runs.append(run_result)
     if args.json:
@@ -288,6 +294,9 @@ def run(args) -> int:
     if args.save:
         paths = save_results(runs)
         console.print(f"saved {' and '.join(map(str, paths))}")
+    if fault is not None:
+        console.print(f"[bold red]GPU fault:[/] {fault}")
+        return EXIT_CHECK_FAILED
     failed = [run.key for run in runs if not run.passed]
     if failed:
         console.print(f"[bold red]correctness failures in: {', '.join(failed)}[/]")

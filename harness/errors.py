@@ -11,3 +11,8 @@ class ShapeRefused(UserError):
 
 class NoGPU(UserError):
     """The command needs a CUDA GPU and none is usable here."""
+
+
+class GPUFault(Exception):
+    """A kernel broke the CUDA context (an illegal address, say): nothing more can run in this process.
+    The message names the launch and the command that reproduces it alone."""

@@ -15,7 +15,7 @@ import torch
 
 from harness.check import Case, check_variant, run_check
 from harness.contract import Op, Variant
-from harness.errors import UserError
+from harness.errors import GPUFault, UserError
 from harness.timing import L2Flusher, time_cuda
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,7 +156,15 @@ def bench_op(op: Op, dtype: str, dims, variants: list[Variant], *, block_sizes: 
                 raise
             except Exception as exc:  # a launch the driver refuses, a CUDA error: report it, go on
                 row.status, row.note = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-                torch.cuda.synchronize()
+                try:
+                    torch.cuda.synchronize()
+                except Exception:  # a sticky error (an illegal address): this process's context is gone
+                    sizes = f" --block-size {config['block_size']}" if "block_size" in config else ""
+                    raise GPUFault(
+                        f"{variant.id} {dtype} {config} at {op.format_dims(dims)} broke the CUDA context "
+                        f"({row.note}); nothing more can run in this process. Reproduce it alone under the "
+                        f"sanitizer: compute-sanitizer python {variant.header.run.removeprefix('python ')} "
+                        f"--dtype {dtype}{sizes} --shape {','.join(map(str, dims))} --no-baselines") from None
                 continue
             row.max_abs_err, row.tolerance_used = result.max_abs_err, result.tolerance_used
             if not result.passed:

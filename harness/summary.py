@@ -3,6 +3,7 @@ baselines and the ceiling. `python -m harness.summary OUT_DIR`."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -39,6 +40,10 @@ def main(out_dir: str) -> int:
     for path in sorted(out.glob("bench-*.json")):
         for item in json.loads(path.read_text())["runs"]:
             lines.append(describe(Run.from_dict(item)))
+    train = out / "train.log"
+    if train.exists():  # the last step's line: loss, ms, tokens/s and MFU of the GPT-2 run
+        steps = [line for line in train.read_text().splitlines() if re.search(r"\bstep +\d+/\d+ \|", line)]
+        lines.append("train: " + (steps[-1].strip() if steps else "no step logged"))
     notebooks = out / "notebooks.log"
     if notebooks.exists():
         tail = [line for line in notebooks.read_text().splitlines() if line.strip()]

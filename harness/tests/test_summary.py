@@ -1,0 +1,23 @@
+"""The summary `make gpu` prints last, from the logs it wrote."""
+from harness.summary import main
+
+
+def test_summary_reports_tests_training_and_notebooks(tmp_path, capsys):
+    (tmp_path / "pytest.log").write_text("....\n\n1012 passed, 14 skipped in 301.2s\n")
+    (tmp_path / "train.log").write_text(
+        "step 20: val loss 6.1\n"
+        "step 39/40 | loss 5.900000 | norm 1.2 | lr 6.00e-04 | 120.0 ms | 273,066 tok/s | MFU 31.0%\n"
+        "step 40/40 | loss 5.800000 | norm 1.1 | lr 6.00e-04 | 119.0 ms | 275,361 tok/s | MFU 31.2%\n"
+        "step 40: val loss 5.9\n")
+    (tmp_path / "notebooks.log").write_text("4 passed in 80s\n")
+    assert main(str(tmp_path)) == 0
+    printed = capsys.readouterr().out
+    assert "pytest: 1012 passed, 14 skipped" in printed
+    assert "train: step 40/40 | loss 5.800000" in printed and "275,361 tok/s" in printed
+    assert "notebooks: 4 passed" in printed
+
+
+def test_summary_says_when_the_training_logged_no_step(tmp_path, capsys):
+    (tmp_path / "train.log").write_text("error: no kernels file at best.yaml\n")
+    main(str(tmp_path))
+    assert "train: no step logged" in capsys.readouterr().out
