@@ -18,6 +18,7 @@
 #include <mma.h>
 
 #include "common.cuh"
+#include "matmul/staged_copy.cuh"  // copy_window: 16-byte copies into shared slices, zero-filled tails
 
 #ifndef WB_BF16
 #error "tensor-core WMMA variant: bf16 only (fp32 operands have no tensor-core path without TF32)"
@@ -32,30 +33,6 @@ constexpr int WARP_R = TILE / WARPS_R, WARP_S = TILE / WARPS_S;
 constexpr int FRAGS_R = WARP_R / 16, FRAGS_S = WARP_S / 16;
 constexpr int THREADS = 32 * WARPS_R * WARPS_S;
 constexpr int PAD = 8;                   // keeps rows 16-byte aligned and shifts banks between rows
-
-// Copy a ROWS x COLS window of a row-major matrix (leading dimension ld, starting at (row0, col0))
-// into shared memory in the same orientation, with 16-byte packs; rows >= row_limit and packs at
-// cols >= col_limit (a multiple of 8) are zero.
-template <int ROWS, int COLS>
-__device__ __forceinline__ void copy_window(floatX (*slice)[COLS + PAD], const floatX* matrix, int ld, int row0,
-                                            int row_limit, int col0, int col_limit) {
-    constexpr int PACKS_PER_ROW = COLS / 8;
-    static_assert(ROWS * PACKS_PER_ROW % THREADS == 0, "the packs divide evenly over the block");
-#pragma unroll
-    for (int l = 0; l < ROWS * PACKS_PER_ROW / THREADS; l++) {
-        const int e = threadIdx.x + l * THREADS;
-        const int r = e / PACKS_PER_ROW;
-        const int c = (e % PACKS_PER_ROW) * 8;
-        x128 pack;
-        if (row0 + r < row_limit && col0 + c < col_limit) {
-            pack = load128(matrix + (size_t)(row0 + r) * ld + col0 + c);
-        } else {
-#pragma unroll
-            for (int j = 0; j < x128::size; j++) pack[j] = from_float<floatX>(0.0f);
-        }
-        store128(&slice[r][c], pack);
-    }
-}
 
 // The layout a matrix_a fragment reads its slice with: a transposed A is read column-major.
 template <bool TRANSPOSED> struct FragmentLayout { using type = wmma::row_major; };
@@ -94,11 +71,11 @@ __device__ __forceinline__ void tensor_core_product(floatX* out, floatX* bias_su
 
     for (int d0 = 0; d0 < D; d0 += TILE_K) {
         if (A_TRANSPOSED) {
-            copy_window<A_ROWS, A_COLS>(a_slice, A, R, d0, D, r0, R);
+            copy_window<A_ROWS, A_COLS, A_COLS + PAD, THREADS>(a_slice, A, R, d0, D, r0, R);
         } else {
-            copy_window<A_ROWS, A_COLS>(a_slice, A, D, r0, R, d0, D);
+            copy_window<A_ROWS, A_COLS, A_COLS + PAD, THREADS>(a_slice, A, D, r0, R, d0, D);
         }
-        copy_window<TILE_K, TILE>(b_slice, B, S, d0, D, s0, S);
+        copy_window<TILE_K, TILE, TILE + PAD, THREADS>(b_slice, B, S, d0, D, s0, S);
         __syncthreads();
         if (sums_bias) {  // rows past D were zero-filled, so the whole slice can be added
 #pragma unroll 8

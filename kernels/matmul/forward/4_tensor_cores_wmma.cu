@@ -21,6 +21,7 @@
 #include <mma.h>
 
 #include "common.cuh"
+#include "matmul/staged_copy.cuh"  // copy_window: 16-byte copies into shared slices, zero-filled tails
 
 #ifndef WB_BF16
 #error "tensor-core WMMA variant: bf16 only (fp32 operands have no tensor-core path without TF32)"
@@ -35,28 +36,6 @@ constexpr int WARP_N = TILE_N / WARPS_N;       // 32 columns
 constexpr int FRAGS_M = WARP_M / 16, FRAGS_N = WARP_N / 16;
 constexpr int ROW_PITCH = TILE_K + 8;          // shared row length: 80 bytes, a multiple of 16
 constexpr int THREADS = 32 * WARPS_M * WARPS_N;
-constexpr int PACKS_PER_ROW = TILE_K / 8;      // 16-byte packs of bf16 in one row of a slice
-static_assert(TILE_M == TILE_N, "copy_slice copies TILE_M rows of either operand");
-
-// Copy rows [first, first + TILE_M) x K-columns [k0, k0 + TILE_K) of a K-contiguous matrix into a
-// shared slice; rows past `rows` and packs past K are zero, so the products need no guards.
-__device__ __forceinline__ void copy_slice(floatX (*slice)[ROW_PITCH], const floatX* matrix, int first, int rows,
-                                           int K, int k0) {
-#pragma unroll
-    for (int l = 0; l < TILE_M * PACKS_PER_ROW / THREADS; l++) {
-        const int e = threadIdx.x + l * THREADS;
-        const int r = e / PACKS_PER_ROW;
-        const int c = (e % PACKS_PER_ROW) * 8;
-        x128 pack;
-        if (first + r < rows && k0 + c < K) {
-            pack = load128(matrix + (size_t)(first + r) * K + k0 + c);
-        } else {
-#pragma unroll
-            for (int j = 0; j < x128::size; j++) pack[j] = from_float<floatX>(0.0f);
-        }
-        store128(&slice[r][c], pack);
-    }
-}
 
 extern "C" __global__ void __launch_bounds__(THREADS) matmul_forward_wmma(
     floatX* out, const floatX* inp, const floatX* weight, const floatX* bias, int M, int N, int K) {
@@ -79,8 +58,8 @@ extern "C" __global__ void __launch_bounds__(THREADS) matmul_forward_wmma(
     }
 
     for (int k0 = 0; k0 < K; k0 += TILE_K) {
-        copy_slice(inp_slice, inp, row0, M, K, k0);
-        copy_slice(weight_slice, weight, col0, N, K, k0);
+        copy_window<TILE_M, TILE_K, ROW_PITCH, THREADS>(inp_slice, inp, K, row0, M, k0, K);
+        copy_window<TILE_N, TILE_K, ROW_PITCH, THREADS>(weight_slice, weight, K, col0, N, k0, K);
         __syncthreads();
 #pragma unroll
         for (int kk = 0; kk < TILE_K; kk += 16) {

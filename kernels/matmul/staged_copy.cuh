@@ -1,0 +1,30 @@
+// Staging a window of a row-major matrix in shared memory with 16-byte copies: the load step of the
+// tensor-core variants (matmul forward 4, backward 3).
+#pragma once
+#include "common.cuh"
+
+// Copy rows [row0, row0 + ROWS) x columns [col0, col0 + COLS) of `matrix` (row-major, leading
+// dimension ld) into slice[ROWS][PITCH], keeping memory's orientation, THREADS threads sharing the
+// packs. Rows >= row_limit and packs at columns >= col_limit are stored as zeros, so the products
+// that follow need no guards. col_limit and ld must be multiples of 8 (whole, aligned bf16 packs).
+template <int ROWS, int COLS, int PITCH, int THREADS>
+__device__ __forceinline__ void copy_window(floatX (*slice)[PITCH], const floatX* matrix, int ld, int row0,
+                                            int row_limit, int col0, int col_limit) {
+    constexpr int PACKS_PER_ROW = COLS / x128::size;
+    static_assert(ROWS * PACKS_PER_ROW % THREADS == 0, "the packs divide evenly over the block");
+    static_assert(PITCH * sizeof(floatX) % 16 == 0, "every shared row starts 16-byte aligned");
+#pragma unroll
+    for (int l = 0; l < ROWS * PACKS_PER_ROW / THREADS; l++) {
+        const int e = threadIdx.x + l * THREADS;
+        const int r = e / PACKS_PER_ROW;
+        const int c = (e % PACKS_PER_ROW) * x128::size;
+        x128 pack;
+        if (row0 + r < row_limit && col0 + c < col_limit) {
+            pack = load128(matrix + (size_t)(row0 + r) * ld + col0 + c);
+        } else {
+#pragma unroll
+            for (int j = 0; j < x128::size; j++) pack[j] = from_float<floatX>(0.0f);
+        }
+        store128(&slice[r][c], pack);
+    }
+}
