@@ -116,6 +116,41 @@ def test_wmma_computes_the_product_and_is_warp_collective(tmp_path):
         k.product((1,), (32,), (out, a, b, 5))
 
 
+def test_a_missing_syncthreads_reads_what_later_warps_have_not_written(tmp_path):
+    """Warps run one after another up to each barrier, so a read of another warp's shared slot with no
+    __syncthreads between (a race on a GPU) sees the poison, and with the barrier sees the value."""
+    source = r'''
+extern "C" __global__ void swap_halves(float* out, int synchronise) {
+    __shared__ float slots[64];
+    slots[threadIdx.x] = (float)threadIdx.x;
+    if (synchronise) __syncthreads();
+    out[threadIdx.x] = slots[(threadIdx.x + 32) % 64];
+}'''
+    k = kernels(tmp_path, source)
+    out = torch.zeros(64)
+    k.swap_halves((1,), (64,), (out, 0))
+    assert torch.isnan(out[:32]).all(), "warp 0 read warp 1's slots before warp 1 ran"
+    k.swap_halves((1,), (64,), (out, 1))
+    torch.testing.assert_close(out, ((torch.arange(64) + 32) % 64).float())
+
+
+def test_wmma_loads_of_a_tile_other_warps_still_write_are_reported(tmp_path):
+    """Lanes of a warp that read a tile while other threads write it disagree; that is an error."""
+    source = r'''
+#include <mma.h>
+using namespace nvcuda;
+extern "C" __global__ void racy(float* out, const floatX* a) {
+    __shared__ floatX tile[256];
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::row_major> fa;
+    for (int i = 0; i < 8; i++) tile[8 * threadIdx.x + i] = a[8 * threadIdx.x + i];
+    wmma::load_matrix_sync(fa, tile, 16);  // no __syncwarp: lane 0 loads before lane 1 has written
+    out[threadIdx.x] = float(fa.x[0]);
+}'''
+    k = kernels(tmp_path, source, "bf16")
+    with pytest.raises(EmulationError, match="read different values"):
+        k.racy((1,), (32,), (torch.zeros(32), torch.randn(256).to(torch.bfloat16)))
+
+
 def test_shared_memory_is_poisoned_not_zeroed(tmp_path):
     k = kernels(tmp_path, r'''
 extern "C" __global__ void reads_unwritten_shared(float* out) {

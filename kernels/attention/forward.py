@@ -152,3 +152,20 @@ def softmax_in_registers(k, a, s, block_size):
     k.attention_softmax_causal_inplace((ceil_div(rows, block_size // 32),), (block_size,), (a.att, rows, s.T, scale(s)))
     torch.bmm(att, a.v.view(bh, s.T, s.HS), out=a.y.view(bh, s.T, s.HS))
     k.attention_merge_heads((ceil_div(n, block_size),), (block_size,), (a.out, a.y, s.B, s.T, s.NH, s.HS))
+
+
+# Variant 3: one fused kernel, a block per 64 query rows of one (b, h); compiled for HS = 64 only.
+FUSED_HEAD_SIZE = 64
+
+
+def refuse_other_head_sizes(d, dtype, config):
+    if d.HS != FUSED_HEAD_SIZE:
+        return f"HS={d.HS}: the fused kernel is compiled for GPT-2's head size {FUSED_HEAD_SIZE}"
+    if d.B * d.NH > 65535:
+        return f"B * NH = {d.B * d.NH} heads exceed the grid's y limit of 65535"
+    return None
+
+
+@FORWARD.variant(3, dtypes=("bf16",), refuse=refuse_other_head_sizes)
+def fused_tensor_cores(k, a, s):
+    k.attention_forward_fused((ceil_div(s.T, 64), s.B * s.NH), (128,), (a.out, a.att, a.qkv, s.B, s.T, s.NH, scale(s)))

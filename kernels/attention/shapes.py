@@ -9,8 +9,9 @@ DIMS = ("B", "T", "NH", "HS")  # C = NH * HS
 # (B, T, NH, HS): GPT-2 small at its training size; GPT-2 small's heads with a short sequence;
 # and three tiny awkward ones (T = 5, 17, 33: not multiples of 32, so the softmax warps' last
 # strides are partial, and T = 33 spills one column past a warp's width; HS = 8 and 16, fewer
-# channels than a warp has lanes) that the emulator runs in CI.
-SHAPES = [(8, 1024, 12, 64), (2, 64, 12, 64), (2, 5, 3, 8), (1, 17, 2, 16), (3, 33, 4, 8)]
+# channels than a warp has lanes) that the emulator runs in CI; and GPT-2's head size with T = 70, a
+# second 64-row tile of queries and keys cut short (the fused variant is compiled for HS = 64 only).
+SHAPES = [(8, 1024, 12, 64), (2, 64, 12, 64), (2, 5, 3, 8), (1, 17, 2, 16), (3, 33, 4, 8), (1, 70, 2, 64)]
 BENCH_SHAPE = (8, 1024, 12, 64)
 
 QKV = TensorSpec(lambda d: (d.B, d.T, 3 * d.NH * d.HS))  # q, k, v side by side

@@ -349,16 +349,26 @@ inline std::string launch(dim3 grid, dim3 block, size_t shared_bytes, const std:
             fiber.context.uc_link = &L.scheduler;
             makecontext(&fiber.context, fiber_entry, 0);
         }
+        // Warp by warp: a warp runs as far as it can (to a __syncthreads, or its end) before the next
+        // one starts. That is a legal GPU schedule and the one that exposes a missing __syncthreads:
+        // the first warp reads shared memory the later warps have not written yet, and sees poison
+        // or stale values.
         bool progressed = true;
         while (progressed) {
             progressed = false;
-            for (unsigned t = 0; t < L.threads; ++t) {
-                Fiber& fiber = L.fibers[t];
-                if (fiber.state != Fiber::Runnable) continue;
-                progressed = true;
-                linear_tid = t;
-                threadIdx = uint3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
-                swapcontext(&L.scheduler, &fiber.context);
+            for (unsigned w = 0; w < warps; ++w) {
+                const unsigned end = std::min(L.threads, 32 * (w + 1));
+                for (bool warp_progressed = true; warp_progressed;) {
+                    warp_progressed = false;
+                    for (unsigned t = 32 * w; t < end; ++t) {
+                        Fiber& fiber = L.fibers[t];
+                        if (fiber.state != Fiber::Runnable) continue;
+                        progressed = warp_progressed = true;
+                        linear_tid = t;
+                        threadIdx = uint3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+                        swapcontext(&L.scheduler, &fiber.context);
+                    }
+                }
             }
         }
         for (unsigned t = 0; t < L.threads; ++t) {

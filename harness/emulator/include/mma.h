@@ -29,8 +29,21 @@ struct fragment {
     T x[num_elements];  // row-major, the whole tile in every lane
 };
 
-// Reads happen before the warp meets, so a lane that reads shared memory its neighbours have not
-// written yet (a missing __syncwarp or __syncthreads) sees the poison, as it could on a GPU.
+// Every lane reads the whole tile when it reaches the call, then the warp compares what its lanes
+// read. Lanes run one after another here, so if other threads wrote the tile in between (on a GPU:
+// the load raced with their stores for want of a __syncthreads or __syncwarp), the lanes disagree,
+// and that is reported rather than averaged away.
+template <typename F>
+inline void check_lanes_agree(const F& f, const char* what) {
+    uint64_t hash = 1469598103934665603ull;  // FNV-1a over the fragment's bytes
+    const unsigned char* bytes = reinterpret_cast<const unsigned char*>(f.x);
+    for (size_t i = 0; i < sizeof(f.x); i++) hash = (hash ^ bytes[i]) * 1099511628211ull;
+    if (emu::shuffle(0xffffffffu, hash, 0, what) != hash) {
+        throw emu::Error(std::string(what) + ": the lanes of a warp read different values from the same tile, "
+                         "so other threads wrote it during the load (a missing __syncthreads or __syncwarp)");
+    }
+}
+
 template <typename Use, int M, int N, int K, typename T, typename Layout, typename P>
 inline void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const P* p, unsigned ldm) {
     using F = fragment<Use, M, N, K, T, Layout>;
@@ -38,14 +51,14 @@ inline void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const P* p, u
     constexpr bool column_major = std::is_same<Layout, col_major>::value;
     for (int r = 0; r < F::rows; r++)
         for (int c = 0; c < F::cols; c++) f.x[r * F::cols + c] = column_major ? p[c * ldm + r] : p[r * ldm + c];
-    emu::syncwarp();
+    check_lanes_agree(f, "load_matrix_sync");
 }
 
 template <int M, int N, int K, typename T>
 inline void load_matrix_sync(fragment<accumulator, M, N, K, T>& f, const T* p, unsigned ldm, layout_t layout) {
     for (int r = 0; r < M; r++)
         for (int c = 0; c < N; c++) f.x[r * N + c] = layout == mem_col_major ? p[c * ldm + r] : p[r * ldm + c];
-    emu::syncwarp();
+    check_lanes_agree(f, "load_matrix_sync");
 }
 
 template <int M, int N, int K, typename T>

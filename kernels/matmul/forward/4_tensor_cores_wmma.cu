@@ -21,7 +21,7 @@
 #include <mma.h>
 
 #include "common.cuh"
-#include "matmul/staged_copy.cuh"  // copy_window: 16-byte copies into shared slices, zero-filled tails
+#include "staged_copy.cuh"  // copy_window: 16-byte copies into shared slices, zero-filled tails
 
 #ifndef WB_BF16
 #error "tensor-core WMMA variant: bf16 only (fp32 operands have no tensor-core path without TF32)"

@@ -1,5 +1,5 @@
 // Staging a window of a row-major matrix in shared memory with 16-byte copies: the load step of the
-// tensor-core variants (matmul forward 4, backward 3).
+// tensor-core variants (matmul forward 4 and backward 3, attention forward 3).
 #pragma once
 #include "common.cuh"
 
