@@ -81,6 +81,7 @@ def list_variants(markdown: bool) -> str:
     from harness.registry import all_ops
 
     lines = []
+    width = max(len(v.name) for op in all_ops() for v in op.variants)
     if markdown:
         lines += ["| layer | pass | variant | what it does | dtypes | what it teaches |", "|---|---|---|---|---|---|"]
     for op in all_ops():
@@ -89,7 +90,7 @@ def list_variants(markdown: bool) -> str:
                 lines.append(f"| {op.layer} | {op.pass_name} | {v.number} | {v.name} | {', '.join(v.dtypes)} | "
                              f"{v.header.teaches} |")
             else:
-                lines.append(f"{op.id:<22} {v.number:>2}  {v.name:<48} [{', '.join(v.dtypes)}]  {v.header.run}")
+                lines.append(f"{op.id:<22} {v.number:>2}  {v.name:<{width}} [{', '.join(v.dtypes)}]  {v.header.run}")
     return "\n".join(lines)
 
 
