@@ -32,8 +32,8 @@ EMULATED_SMS = 4  # small, so grid-stride loops take several turns
 # extern __shared__ [__align__(n)] T name[];  ->  a pointer into the launch's dynamic shared memory
 DYNAMIC_SHARED = re.compile(
     r"extern\s+__shared__\s+(?:__align__\s*\(\s*\d+\s*\)\s+)?([\w:]+)\s+(?:__align__\s*\(\s*\d+\s*\)\s+)?(\w+)\s*\[\s*\]\s*;")
-# __shared__ T name[...]...;  ->  a static, registered so it is poisoned between blocks
-STATIC_SHARED = re.compile(r"__shared__\s+((?:__align__\s*\(\s*\d+\s*\)\s+)?[\w:<>]+)\s+(\w+)\s*((?:\[[^\]]*\])+)\s*;")
+# __shared__ T name[...]...; (or a single T)  ->  a static, registered so it is poisoned
+STATIC_SHARED = re.compile(r"__shared__\s+((?:__align__\s*\(\s*\d+\s*\)\s+)?[\w:<>]+)\s+(\w+)\s*((?:\[[^\]]*\])*)\s*;")
 KERNEL = re.compile(r'extern\s+"C"\s+__attribute__\s*\(\(used\)\)\s+void\s+(\w+)\s*\(([^)]*)\)')
 
 SCALAR_TYPES = {

@@ -151,6 +151,31 @@ extern "C" __global__ void racy(float* out, const floatX* a) {
         k.racy((1,), (32,), (torch.zeros(32), torch.randn(256).to(torch.bfloat16)))
 
 
+def test_async_copies_land_only_when_waited_for(tmp_path):
+    """cp.async through cuda_pipeline.h: a copy is carried out when a __pipeline_wait_prior covers its
+    batch, so reading shared memory before the wait sees the poison."""
+    source = r'''
+#include <cuda_pipeline.h>
+extern "C" __global__ void staged(float* out, const float* inp, int wait) {
+    __shared__ __align__(16) float tile[128];
+    __pipeline_memcpy_async(&tile[4 * threadIdx.x], &inp[4 * threadIdx.x], 16);
+    __pipeline_commit();
+    __pipeline_memcpy_async(&tile[64 + 4 * threadIdx.x], &inp[64 + 4 * threadIdx.x], 16);
+    __pipeline_commit();
+    if (wait) __pipeline_wait_prior(1);  // the first batch only
+    __syncthreads();
+    for (int i = 0; i < 4; i++) out[4 * threadIdx.x + i] = tile[4 * threadIdx.x + i];
+    for (int i = 0; i < 4; i++) out[64 + 4 * threadIdx.x + i] = tile[64 + 4 * threadIdx.x + i];
+}'''
+    k = kernels(tmp_path, source)
+    inp, out = torch.randn(128), torch.zeros(128)
+    k.staged((1,), (16,), (out, inp, 0))
+    assert torch.isnan(out).all(), "nothing waited for, nothing landed"
+    k.staged((1,), (16,), (out, inp, 1))
+    torch.testing.assert_close(out[:64], inp[:64])
+    assert torch.isnan(out[64:]).all(), "the newest batch was not waited for"
+
+
 def test_shared_memory_is_poisoned_not_zeroed(tmp_path):
     k = kernels(tmp_path, r'''
 extern "C" __global__ void reads_unwritten_shared(float* out) {

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <set>
@@ -56,6 +57,19 @@ struct Fiber {
     int waiting_on = -1;  // barrier id: 0 is the block, 1 + w is warp w
 };
 
+// Asynchronous copies (cuda_pipeline.h) of one thread: the batch being issued and the committed
+// batches not waited for yet. A copy happens only when a wait covers its batch, so shared memory a
+// thread reads without waiting still holds the poison, as it might on a GPU.
+struct PendingCopy {
+    void* dst;
+    const void* src;
+    size_t bytes;
+};
+struct Pipeline {
+    std::vector<PendingCopy> open;
+    std::deque<std::vector<PendingCopy>> committed;
+};
+
 struct Launch {
     dim3 grid, block;
     unsigned threads = 0;
@@ -67,6 +81,7 @@ struct Launch {
     std::vector<int> members;  // per barrier id: threads not yet returned
     int returned = 0;
     alignas(16) unsigned char slots[32][32][16];  // shuffle exchange: [warp][lane]
+    std::vector<Pipeline> pipelines;  // per thread of the running block
     std::string error;
     const std::function<void()>* body = nullptr;
 
@@ -338,6 +353,7 @@ inline std::string launch(dim3 grid, dim3 block, size_t shared_bytes, const std:
         L.members[0] = int(L.threads);
         for (unsigned w = 0; w < warps; ++w) L.members[1 + w] = int(std::min(32u, L.threads - w * 32));
         L.returned = 0;
+        L.pipelines.assign(L.threads, Pipeline{});
         if (b > 0) L.poison_shared();
         for (unsigned t = 0; t < L.threads; ++t) {
             Fiber& fiber = L.fibers[t];

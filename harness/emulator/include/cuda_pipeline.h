@@ -1,0 +1,35 @@
+// Emulator stand-in for <cuda_pipeline.h>: asynchronous global-to-shared copies (cp.async).
+// Copies are queued per thread and carried out only when __pipeline_wait_prior covers their batch
+// (see emu::Pipeline), so a missing wait or a wait for the wrong batch leaves poison in shared memory.
+#pragma once
+#include "emu_runtime.h"
+
+inline void __pipeline_memcpy_async(void* dst_shared, const void* src_global, size_t size_and_align,
+                                    size_t zfill = 0) {
+    if (size_and_align != 4 && size_and_align != 8 && size_and_align != 16)
+        throw emu::Error("__pipeline_memcpy_async: size must be 4, 8 or 16 bytes");
+    if (reinterpret_cast<uintptr_t>(dst_shared) % size_and_align || reinterpret_cast<uintptr_t>(src_global) % size_and_align)
+        throw emu::Error("__pipeline_memcpy_async: addresses must be aligned to the copy's size");
+    if (zfill > size_and_align) throw emu::Error("__pipeline_memcpy_async: zfill larger than the copy");
+    emu::Pipeline& pipe = emu::current->pipelines[emu::linear_tid];
+    pipe.open.push_back({dst_shared, src_global, size_and_align - zfill});
+    if (zfill) pipe.open.push_back({static_cast<unsigned char*>(dst_shared) + size_and_align - zfill, nullptr, zfill});
+}
+
+inline void __pipeline_commit() {
+    emu::Pipeline& pipe = emu::current->pipelines[emu::linear_tid];
+    pipe.committed.push_back(std::move(pipe.open));
+    pipe.open.clear();
+}
+
+// Complete every committed batch but the newest `prior` ones.
+inline void __pipeline_wait_prior(size_t prior) {
+    emu::Pipeline& pipe = emu::current->pipelines[emu::linear_tid];
+    while (pipe.committed.size() > prior) {
+        for (const emu::PendingCopy& copy : pipe.committed.front()) {
+            if (copy.src) std::memcpy(copy.dst, copy.src, copy.bytes);
+            else std::memset(copy.dst, 0, copy.bytes);
+        }
+        pipe.committed.pop_front();
+    }
+}
