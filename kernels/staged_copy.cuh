@@ -9,7 +9,12 @@
 // dimension ld) into slice[ROWS][PITCH], keeping memory's orientation, THREADS threads sharing the
 // packs. Rows >= row_limit and packs at columns >= col_limit are stored as zeros, so the products
 // that follow need no guards. col_limit and ld must be multiples of 8 (whole, aligned bf16 packs).
-template <int ROWS, int COLS, int PITCH, int THREADS>
+//
+// ASYNC (sm_80+): each in-range pack is queued as a cp.async 16-byte copy that bypasses the
+// registers, and the call returns at once. Those copies land only after the caller's
+// __pipeline_commit() and a __pipeline_wait_prior() that covers them (then a __syncthreads() for the
+// other threads' packs). Out-of-range packs are always zeroed by ordinary stores.
+template <int ROWS, int COLS, int PITCH, int THREADS, bool ASYNC = false>
 __device__ __forceinline__ void copy_window(floatX (*slice)[PITCH], const floatX* matrix, int ld, int row0,
                                             int row_limit, int col0, int col_limit) {
     constexpr int PACKS_PER_ROW = COLS / x128::size;
@@ -20,39 +25,19 @@ __device__ __forceinline__ void copy_window(floatX (*slice)[PITCH], const floatX
         const int e = threadIdx.x + l * THREADS;
         const int r = e / PACKS_PER_ROW;
         const int c = (e % PACKS_PER_ROW) * x128::size;
+        const floatX* source = matrix + (size_t)(row0 + r) * ld + col0 + c;
+        const bool inside = row0 + r < row_limit && col0 + c < col_limit;
+        if (ASYNC && inside) {
+            __pipeline_memcpy_async(&slice[r][c], source, 16);
+            continue;
+        }
         x128 pack;
-        if (row0 + r < row_limit && col0 + c < col_limit) {
-            pack = load128(matrix + (size_t)(row0 + r) * ld + col0 + c);
+        if (inside) {
+            pack = load128(source);
         } else {
 #pragma unroll
             for (int j = 0; j < x128::size; j++) pack[j] = from_float<floatX>(0.0f);
         }
         store128(&slice[r][c], pack);
-    }
-}
-
-// The same window copied with cp.async (sm_80+): each in-range pack is queued as an asynchronous
-// 16-byte copy that bypasses the registers, and the call returns at once. The copies land only after
-// the caller's __pipeline_commit() and a __pipeline_wait_prior() that covers them (then a
-// __syncthreads() for the other threads' packs). Out-of-range packs are zeroed by ordinary stores.
-template <int ROWS, int COLS, int PITCH, int THREADS>
-__device__ __forceinline__ void copy_window_async(floatX (*slice)[PITCH], const floatX* matrix, int ld, int row0,
-                                                  int row_limit, int col0, int col_limit) {
-    constexpr int PACKS_PER_ROW = COLS / x128::size;
-    static_assert(ROWS * PACKS_PER_ROW % THREADS == 0, "the packs divide evenly over the block");
-    static_assert(PITCH * sizeof(floatX) % 16 == 0, "every shared row starts 16-byte aligned");
-#pragma unroll
-    for (int l = 0; l < ROWS * PACKS_PER_ROW / THREADS; l++) {
-        const int e = threadIdx.x + l * THREADS;
-        const int r = e / PACKS_PER_ROW;
-        const int c = (e % PACKS_PER_ROW) * x128::size;
-        if (row0 + r < row_limit && col0 + c < col_limit) {
-            __pipeline_memcpy_async(&slice[r][c], matrix + (size_t)(row0 + r) * ld + col0 + c, 16);
-        } else {
-            x128 zeros;
-#pragma unroll
-            for (int j = 0; j < x128::size; j++) zeros[j] = from_float<floatX>(0.0f);
-            store128(&slice[r][c], zeros);
-        }
     }
 }

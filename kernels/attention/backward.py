@@ -25,7 +25,8 @@ import torch
 from harness.contract import Op, TensorSpec, Tolerance, block_sizes, ceil_div
 from kernels.attention.forward import sdpa_attention
 from kernels.attention.shapes import (
-    BENCH_SHAPE, DIMS, HEADS, QKV, SCORES, SHAPES, TOKENS, causal_flops_per_matmul, random_tokens, rounded, scale)
+    BENCH_SHAPE, DIMS, HEADS, QKV, SCORES, SHAPES, TOKENS, causal_flops_per_matmul, random_tokens,
+    refuse_other_head_sizes, rounded, scale)
 from reference.attention import attention_backward, attention_forward
 
 
@@ -115,22 +116,17 @@ def three_step(k, a, s, block_size):
 
 # Variant 2: two fused tensor-core kernels (dq, then dk and dv), compiled for HS = 64 only. D, the
 # softmax backward's row dot product, passes from the first kernel to the second in scratch.
-FUSED_HEAD_SIZE = 64
 ROW_DOTS = TensorSpec(lambda d: (d.B, d.NH, d.T), "fp32")
 # Mirror of DKDV_SHARED in 2_fused_tensor_cores.cu: dout and q tiles, the att tile, 4 warps' score,
 # probability and dpreatt tiles, 64 dots (bytes; over 48 KB, so the launch opts in).
 DKDV_SHARED_BYTES = 2 * 64 * 72 * 2 + 64 * 66 * 2 + 4 * 16 * 64 * 4 + 2 * 4 * 16 * 72 * 2 + 64 * 4
 
 
-def refuse_other_head_sizes(d, dtype, config):
-    if d.HS != FUSED_HEAD_SIZE:
-        return f"HS={d.HS}: the fused kernels are compiled for GPT-2's head size {FUSED_HEAD_SIZE}"
-    if d.B * d.NH > 65535:
-        return f"B * NH = {d.B * d.NH} heads exceed the grid's y limit of 65535"
-    return None
+def fused_scratch(d, dtype, config):
+    return {"row_dots": ROW_DOTS}
 
 
-@BACKWARD.variant(2, dtypes=("bf16",), refuse=refuse_other_head_sizes, scratch=lambda d, dtype, config: {"row_dots": ROW_DOTS})
+@BACKWARD.variant(2, dtypes=("bf16",), refuse=refuse_other_head_sizes, scratch=fused_scratch)
 def fused_tensor_cores(k, a, s):
     grid, args = (ceil_div(s.T, 64), s.B * s.NH), (a.dqkv, a.row_dots, a.dout, a.qkv, a.att, s.B, s.T, s.NH, scale(s))
     k.attention_backward_dq(grid, (128,), args)

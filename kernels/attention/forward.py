@@ -30,7 +30,8 @@ import torch.nn.functional as F
 
 from harness.contract import Op, Tolerance, block_sizes, ceil_div
 from kernels.attention.shapes import (
-    BENCH_SHAPE, DIMS, HEADS, QKV, SCORES, SHAPES, TOKENS, causal_flops_per_matmul, random_tokens, scale)
+    BENCH_SHAPE, DIMS, HEADS, QKV, SCORES, SHAPES, TOKENS, causal_flops_per_matmul, random_tokens,
+    refuse_other_head_sizes, scale)
 from reference.attention import attention_forward
 
 
@@ -154,18 +155,7 @@ def softmax_in_registers(k, a, s, block_size):
     k.attention_merge_heads((ceil_div(n, block_size),), (block_size,), (a.out, a.y, s.B, s.T, s.NH, s.HS))
 
 
-# Variant 3: one fused kernel, a block per 64 query rows of one (b, h); compiled for HS = 64 only.
-FUSED_HEAD_SIZE = 64
-
-
-def refuse_other_head_sizes(d, dtype, config):
-    if d.HS != FUSED_HEAD_SIZE:
-        return f"HS={d.HS}: the fused kernel is compiled for GPT-2's head size {FUSED_HEAD_SIZE}"
-    if d.B * d.NH > 65535:
-        return f"B * NH = {d.B * d.NH} heads exceed the grid's y limit of 65535"
-    return None
-
-
+# Variant 3: one fused kernel, a block per 64 query rows of one (b, h).
 @FORWARD.variant(3, dtypes=("bf16",), refuse=refuse_other_head_sizes)
 def fused_tensor_cores(k, a, s):
     k.attention_forward_fused((ceil_div(s.T, 64), s.B * s.NH), (128,), (a.out, a.att, a.qkv, s.B, s.T, s.NH, scale(s)))

@@ -46,3 +46,15 @@ def causal_flops_per_matmul(d) -> int:
 
 def scale(d) -> float:
     return 1.0 / math.sqrt(d.HS)
+
+
+# The fused tensor-core variants (forward 3, backward 2) are compiled for GPT-2's head size.
+FUSED_HEAD_SIZE = 64
+
+
+def refuse_other_head_sizes(d, dtype, config):
+    if d.HS != FUSED_HEAD_SIZE:
+        return f"HS={d.HS}: the fused kernels are compiled for GPT-2's head size {FUSED_HEAD_SIZE}"
+    if d.B * d.NH > 65535:
+        return f"B * NH = {d.B * d.NH} heads exceed the grid's y limit of 65535"
+    return None

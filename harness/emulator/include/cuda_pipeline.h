@@ -8,7 +8,8 @@ inline void __pipeline_memcpy_async(void* dst_shared, const void* src_global, si
                                     size_t zfill = 0) {
     if (size_and_align != 4 && size_and_align != 8 && size_and_align != 16)
         throw emu::Error("__pipeline_memcpy_async: size must be 4, 8 or 16 bytes");
-    if (reinterpret_cast<uintptr_t>(dst_shared) % size_and_align || reinterpret_cast<uintptr_t>(src_global) % size_and_align)
+    const uintptr_t dst = reinterpret_cast<uintptr_t>(dst_shared), src = reinterpret_cast<uintptr_t>(src_global);
+    if (dst % size_and_align || src % size_and_align)
         throw emu::Error("__pipeline_memcpy_async: addresses must be aligned to the copy's size");
     if (zfill > size_and_align) throw emu::Error("__pipeline_memcpy_async: zfill larger than the copy");
     emu::Pipeline& pipe = emu::current->pipelines[emu::linear_tid];

@@ -126,7 +126,9 @@ extern "C" __global__ void __launch_bounds__(THREADS) attention_backward_dq(
 #pragma unroll
             for (int half = 0; half < 2; half++) {
                 const int key = kt * TILE + lane + 32 * half;
-                if (key <= t && t < T) dot[r] += to_float(att_rows[(size_t)t * T + key]) * S[r * TILE + lane + 32 * half];
+                if (key <= t && t < T) {
+                    dot[r] += to_float(att_rows[(size_t)t * T + key]) * S[r * TILE + lane + 32 * half];
+                }
             }
         }
         __syncwarp();  // S is read before the next tile overwrites it
@@ -224,7 +226,10 @@ extern "C" __global__ void __launch_bounds__(THREADS) attention_backward_dkdv(
             const bool inside = q0 + r < T && k0 + c < T;
             att_tile[r][c] = inside ? att_rows[(size_t)(q0 + r) * T + k0 + c] : from_float<floatX>(0.0f);
         }
-        if (threadIdx.x < TILE) dots[threadIdx.x] = q0 + (int)threadIdx.x < T ? row_dots[(size_t)bh * T + q0 + threadIdx.x] : 0.0f;
+        if (threadIdx.x < TILE) {
+            const int q = q0 + threadIdx.x;
+            dots[threadIdx.x] = q < T ? row_dots[(size_t)bh * T + q] : 0.0f;
+        }
         __syncthreads();
 
         // S = datt^T for this warp's 16 keys x 64 queries: v (16 x HS) @ dout^T.

@@ -66,7 +66,9 @@ extern "C" __global__ void __launch_bounds__(THREADS) matmul_forward_wmma(
             wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::row_major> a[FRAGS_M];
             wmma::fragment<wmma::matrix_b, 16, 16, 16, floatX, wmma::col_major> b[FRAGS_N];
 #pragma unroll
-            for (int i = 0; i < FRAGS_M; i++) wmma::load_matrix_sync(a[i], &inp_slice[warp_row + 16 * i][kk], ROW_PITCH);
+            for (int i = 0; i < FRAGS_M; i++) {
+                wmma::load_matrix_sync(a[i], &inp_slice[warp_row + 16 * i][kk], ROW_PITCH);
+            }
 #pragma unroll
             for (int j = 0; j < FRAGS_N; j++) {
                 wmma::load_matrix_sync(b[j], &weight_slice[warp_col + 16 * j][kk], ROW_PITCH);

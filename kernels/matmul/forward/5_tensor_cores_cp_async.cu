@@ -17,7 +17,7 @@
 #include <mma.h>
 
 #include "common.cuh"
-#include "staged_copy.cuh"  // copy_window_async: cp.async copies into shared slices, zero-filled tails
+#include "staged_copy.cuh"  // copy_window: (cp.async) copies into shared slices, zero-filled tails
 
 #ifndef WB_BF16
 #error "tensor-core WMMA variant: bf16 only (fp32 operands have no tensor-core path without TF32)"
@@ -40,6 +40,13 @@ struct Slices {
 };
 static_assert(sizeof(float) * WARPS_M * WARPS_N * 16 * 16 <= sizeof(Slices), "the staging tiles fit in the slices");
 
+// Queue the cp.async copies of both operands' K-slice starting at k0 into stage `stage`.
+__device__ __forceinline__ void copy_slices(Slices& slices, int stage, const floatX* inp, const floatX* weight,
+                                            int row0, int col0, int M, int N, int K, int k0) {
+    copy_window<TILE_M, TILE_K, ROW_PITCH, THREADS, true>(slices.inp[stage], inp, K, row0, M, k0, K);
+    copy_window<TILE_N, TILE_K, ROW_PITCH, THREADS, true>(slices.weight[stage], weight, K, col0, N, k0, K);
+}
+
 extern "C" __global__ void __launch_bounds__(THREADS) matmul_forward_cp_async(
     floatX* out, const floatX* inp, const floatX* weight, const floatX* bias, int M, int N, int K) {
     __shared__ __align__(128) Slices slices;
@@ -60,17 +67,13 @@ extern "C" __global__ void __launch_bounds__(THREADS) matmul_forward_cp_async(
     }
 
     // Prologue: slice 0 on its way.
-    copy_window_async<TILE_M, TILE_K, ROW_PITCH, THREADS>(slices.inp[0], inp, K, row0, M, 0, K);
-    copy_window_async<TILE_N, TILE_K, ROW_PITCH, THREADS>(slices.weight[0], weight, K, col0, N, 0, K);
+    copy_slices(slices, 0, inp, weight, row0, col0, M, N, K, 0);
     __pipeline_commit();
 
     for (int s = 0; s < num_slices; s++) {
         const int stage = s % STAGES;
         if (s + 1 < num_slices) {  // slice s + 1 into the other stage, freed by the barrier ending s - 1
-            const int next = (s + 1) % STAGES;
-            copy_window_async<TILE_M, TILE_K, ROW_PITCH, THREADS>(slices.inp[next], inp, K, row0, M, (s + 1) * TILE_K, K);
-            copy_window_async<TILE_N, TILE_K, ROW_PITCH, THREADS>(slices.weight[next], weight, K, col0, N,
-                                                                  (s + 1) * TILE_K, K);
+            copy_slices(slices, (s + 1) % STAGES, inp, weight, row0, col0, M, N, K, (s + 1) * TILE_K);
         }
         __pipeline_commit();      // a batch every iteration (empty at the end), so the count below holds
         __pipeline_wait_prior(1); // this thread's copies of slice s have landed
