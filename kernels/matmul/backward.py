@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from harness.contract import Op, block_sizes, ceil_div
+from harness.contract import Op, TensorSpec, block_sizes, ceil_div
 from kernels.matmul.shapes import (
     BENCH_SHAPE, BIAS, DIMS, ROWS_BY_INPUTS, ROWS_BY_OUTPUTS, SHAPES, WEIGHT, random_rows, random_weight, refuse_tf32,
     summed)
@@ -120,3 +120,25 @@ def tensor_cores_wmma(k, a, s):
     k.matmul_backward_dinp_wmma((ceil_div(K, 128), ceil_div(M, 128)), (256,), (a.dinp, a.dout, a.weight, M, N, K))
     k.matmul_backward_dweight_dbias_wmma((ceil_div(K, 128), ceil_div(N, 128)), (256,),
                                          (a.dweight, a.dbias, a.dout, a.inp, M, N, K))
+
+
+# Variant 4: split-K. The first config is the default; the sweep shows where the trade turns.
+SPLIT_CONFIGS = [{"splits": 4}, {"splits": 2}, {"splits": 8}, {"splits": 16}]
+SUM_BLOCK = 256  # threads a block of the partials' sum
+
+
+def split_scratch(d, dtype, config):
+    splits = config["splits"]
+    return {"dweight_partials": TensorSpec(lambda d: (splits, d.OC, d.C), "fp32"),
+            "dbias_partials": TensorSpec(lambda d: (splits, d.OC), "fp32")}
+
+
+@BACKWARD.variant(4, configs=SPLIT_CONFIGS, dtypes=("bf16",), refuse=refuse_unaligned_rows, scratch=split_scratch)
+def split_k(k, a, s, splits):
+    M, N, K = s.B * s.T, s.OC, s.C
+    chunk = ceil_div(ceil_div(M, splits), 32) * 32  # whole 32-row slices per split
+    k.matmul_backward_dinp_split((ceil_div(K, 128), ceil_div(M, 128)), (256,), (a.dinp, a.dout, a.weight, M, N, K))
+    k.matmul_backward_dweight_partials((ceil_div(K, 128), ceil_div(N, 128), splits), (256,),
+                                       (a.dweight_partials, a.dbias_partials, a.dout, a.inp, M, N, K, chunk))
+    k.matmul_backward_sum_partials((ceil_div(N * K + N, SUM_BLOCK),), (SUM_BLOCK,),
+                                   (a.dweight, a.dbias, a.dweight_partials, a.dbias_partials, N, K, splits))
