@@ -88,6 +88,16 @@ __device__ __forceinline__ void store_rows(floatX* dst, size_t ld, int first_row
     }
 }
 
+// Stage v's key tile kt in kv_tile, once every warp is done with the previous tile, and compute
+// this warp's datt = dout v^T against it.
+__device__ __forceinline__ void datt_of_key_tile(float* S, const floatX (*dy_tile)[PITCH], floatX (*kv_tile)[PITCH],
+                                                 const floatX* v_base, int ld, int kt, int T, int warp) {
+    __syncthreads();
+    copy_window<TILE, HS, PITCH, THREADS>(kv_tile, v_base, ld, kt * TILE, T, 0, HS);
+    __syncthreads();
+    rows_times_cols(S, &dy_tile[16 * warp], kv_tile);
+}
+
 // dq, and D = rowsum(att * datt) into row_dots (B * NH * T floats). Grid (ceil(T / 64), B * NH).
 extern "C" __global__ void __launch_bounds__(THREADS) attention_backward_dq(
     floatX* dqkv, float* row_dots, const floatX* dout, const floatX* qkv, const floatX* att, int B, int T, int NH,
@@ -116,10 +126,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) attention_backward_dq(
 #pragma unroll
     for (int r = 0; r < 16; r++) dot[r] = 0.0f;
     for (int kt = 0; kt <= (int)blockIdx.x; kt++) {
-        __syncthreads();
-        copy_window<TILE, HS, PITCH, THREADS>(kv_tile, q_base + 2 * C, 3 * C, kt * TILE, T, 0, HS);
-        __syncthreads();
-        rows_times_cols(S, &dy_tile[16 * warp], kv_tile);
+        datt_of_key_tile(S, dy_tile, kv_tile, q_base + 2 * C, 3 * C, kt, T, warp);
 #pragma unroll
         for (int r = 0; r < 16; r++) {
             const int t = first + r;
@@ -144,10 +151,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) attention_backward_dq(
 #pragma unroll
     for (int j = 0; j < FRAGS; j++) wmma::fill_fragment(dq[j], 0.0f);
     for (int kt = 0; kt <= (int)blockIdx.x; kt++) {
-        __syncthreads();
-        copy_window<TILE, HS, PITCH, THREADS>(kv_tile, q_base + 2 * C, 3 * C, kt * TILE, T, 0, HS);
-        __syncthreads();
-        rows_times_cols(S, &dy_tile[16 * warp], kv_tile);
+        datt_of_key_tile(S, dy_tile, kv_tile, q_base + 2 * C, 3 * C, kt, T, warp);
 #pragma unroll
         for (int r = 0; r < 16; r++) {
             const int t = first + r;

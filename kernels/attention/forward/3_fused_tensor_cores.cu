@@ -56,6 +56,16 @@ __device__ __forceinline__ void scores(float* S, const floatX (*q_tile)[PITCH], 
     __syncwarp();  // the whole tile is in S before any lane reads another lane's part
 }
 
+// Stage key tile kt (keys kt * 64 ..) in kv_tile, once every warp is done with the previous one,
+// and compute this warp's scores against it.
+__device__ __forceinline__ void scores_of_key_tile(float* S, const floatX (*q_tile)[PITCH], floatX (*kv_tile)[PITCH],
+                                                   const floatX* k_base, int ld, int kt, int T, int warp) {
+    __syncthreads();
+    copy_window<TILE, HS, PITCH, THREADS>(kv_tile, k_base, ld, kt * TILE, T, 0, HS);
+    __syncthreads();
+    scores(S, q_tile, kv_tile, warp);
+}
+
 // out (B, T, C) floatX, att (B, NH, T, T) floatX, qkv (B, T, 3C) floatX, C = NH * HS.
 // Grid (ceil(T / 64), B * NH), 128 threads.
 extern "C" __global__ void __launch_bounds__(THREADS) attention_forward_fused(
@@ -90,10 +100,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) attention_forward_fused(
         row_sum[r] = 0.0f;
     }
     for (int kt = 0; kt <= last_tile; kt++) {
-        __syncthreads();  // the previous tile's readers are done with kv_tile
-        copy_window<TILE, HS, PITCH, THREADS>(kv_tile, k_base, 3 * C, kt * TILE, T, 0, HS);
-        __syncthreads();
-        scores(S, q_tile, kv_tile, warp);
+        scores_of_key_tile(S, q_tile, kv_tile, k_base, 3 * C, kt, T, warp);
 #pragma unroll
         for (int r = 0; r < 16; r++) {
             const int t = t0 + 16 * warp + r;
@@ -120,10 +127,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) attention_forward_fused(
 #pragma unroll
     for (int j = 0; j < FRAGS; j++) wmma::fill_fragment(y[j], 0.0f);
     for (int kt = 0; kt <= last_tile; kt++) {
-        __syncthreads();
-        copy_window<TILE, HS, PITCH, THREADS>(kv_tile, k_base, 3 * C, kt * TILE, T, 0, HS);
-        __syncthreads();
-        scores(S, q_tile, kv_tile, warp);
+        scores_of_key_tile(S, q_tile, kv_tile, k_base, 3 * C, kt, T, warp);
 #pragma unroll
         for (int r = 0; r < 16; r++) {
             const int t = t0 + 16 * warp + r;
