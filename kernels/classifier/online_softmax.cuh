@@ -1,5 +1,5 @@
 // The online softmax normaliser shared by the classifier's forward and backward variant 2: a running
-// (max, sum of exp(x - max)) pair, merged across a warp and a block.
+// (max, sum of exp(x - max)) pair, grown a pack at a time and merged across a warp and a block.
 #pragma once
 #include "common.cuh"
 
@@ -15,6 +15,24 @@ struct MaxSum {
 __device__ __forceinline__ MaxSum combine(MaxSum a, MaxSum b) {
     const float m = fmaxf(a.max, b.max);
     return {m, a.sum * expf(a.max - m) + b.sum * expf(b.max - m)};
+}
+
+// Fold one 128-bit pack of logits, whose first column is `first`, into a running pair. The pack's
+// own maximum comes first, so the running sum is rescaled once per pack, not once per logit.
+// Columns >= V are padding: masked out of both the maximum and the sum.
+__device__ __forceinline__ MaxSum add_pack(MaxSum acc, const x128& in, int first, int V) {
+    float pack_max = LOWEST;
+#pragma unroll
+    for (int j = 0; j < x128::size; j++) {
+        if (first + j < V) pack_max = fmaxf(pack_max, to_float(in[j]));
+    }
+    const float m = fmaxf(acc.max, pack_max);
+    float sum = acc.sum * expf(acc.max - m);
+#pragma unroll
+    for (int j = 0; j < x128::size; j++) {
+        if (first + j < V) sum += expf(to_float(in[j]) - m);
+    }
+    return {m, sum};
 }
 
 __device__ __forceinline__ MaxSum warp_reduce_max_sum(MaxSum v) {

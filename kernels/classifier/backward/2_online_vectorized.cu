@@ -14,7 +14,7 @@
  * Run: python bench.py classifier --pass backward --variant 2
  */
 #include "common.cuh"
-#include "classifier/online_softmax.cuh"  // MaxSum, combine, block_reduce_max_sum
+#include "classifier/online_softmax.cuh"  // MaxSum, add_pack, block_reduce_max_sum
 
 // dlogits (N, Vp) floatX, losses (N,) float, logits (N, Vp) floatX, targets (N,) int in [0, V),
 // dloss: the gradient of the training loss with respect to each token's loss. dlogits may alias
@@ -35,19 +35,8 @@ extern "C" __global__ void classifier_backward_online_vectorized(
     MaxSum acc = {LOWEST, 0.0f};
     const int packs = Vp / x128::size;
     for (int p = threadIdx.x; p < packs; p += blockDim.x) {
-        const x128 in = load128(x + p * x128::size);  // cached: the second pass reads it again
-        float pack_max = LOWEST;
-#pragma unroll
-        for (int j = 0; j < x128::size; j++) {
-            if (p * x128::size + j < V) pack_max = fmaxf(pack_max, to_float(in[j]));
-        }
-        const float m = fmaxf(acc.max, pack_max);
-        float sum = acc.sum * expf(acc.max - m);
-#pragma unroll
-        for (int j = 0; j < x128::size; j++) {
-            if (p * x128::size + j < V) sum += expf(to_float(in[j]) - m);
-        }
-        acc = {m, sum};
+        // cached load: the second pass reads the row again
+        acc = add_pack(acc, load128(x + p * x128::size), p * x128::size, V);
     }
     acc = block_reduce_max_sum(acc, max_scratch, sum_scratch);  // ends with a barrier
 

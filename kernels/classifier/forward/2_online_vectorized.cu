@@ -12,7 +12,7 @@
  * Run: python bench.py classifier --variant 2
  */
 #include "common.cuh"
-#include "classifier/online_softmax.cuh"  // MaxSum, combine, block_reduce_max_sum
+#include "classifier/online_softmax.cuh"  // MaxSum, add_pack, block_reduce_max_sum
 
 // losses (N,) float, logits (N, Vp) floatX, targets (N,) int in [0, V). Grid: N blocks.
 extern "C" __global__ void classifier_forward_online_vectorized(
@@ -25,21 +25,7 @@ extern "C" __global__ void classifier_forward_online_vectorized(
     MaxSum acc = {LOWEST, 0.0f};
     const int packs = Vp / x128::size;
     for (int p = threadIdx.x; p < packs; p += blockDim.x) {
-        const x128 in = load128cs(x + p * x128::size);
-        // The pack's own maximum first, so the running sum is rescaled once per pack, not once
-        // per logit. Columns >= V are padding: masked out of both the maximum and the sum.
-        float pack_max = LOWEST;
-#pragma unroll
-        for (int j = 0; j < x128::size; j++) {
-            if (p * x128::size + j < V) pack_max = fmaxf(pack_max, to_float(in[j]));
-        }
-        const float m = fmaxf(acc.max, pack_max);
-        float sum = acc.sum * expf(acc.max - m);
-#pragma unroll
-        for (int j = 0; j < x128::size; j++) {
-            if (p * x128::size + j < V) sum += expf(to_float(in[j]) - m);
-        }
-        acc = {m, sum};
+        acc = add_pack(acc, load128cs(x + p * x128::size), p * x128::size, V);
     }
     acc = block_reduce_max_sum(acc, max_scratch, sum_scratch);
 
