@@ -4,7 +4,7 @@ PYTHON ?= python3
 BENCH_FLAGS ?=
 LAYERS ?= $(shell $(PYTHON) -c "from harness.registry import layers; print(' '.join(layers()))" 2>/dev/null)
 
-.PHONY: install test test-kernels notebooks gpu gpu-compile gpu-tests gpu-bench gpu-notebooks gpu-train gpu-summary gpu-pack device-wheels docs clean-cache
+.PHONY: install test test-kernels notebooks gpu gpu-lent gpu-compile gpu-tests gpu-bench gpu-notebooks gpu-train gpu-summary gpu-pack device-wheels docs clean-cache
 
 install:
 	$(PYTHON) -m pip install -r requirements.txt
@@ -26,6 +26,14 @@ notebooks:
 # (LOGS, not OUT: a lent device machine sets OUT in the environment, and make would take it.)
 LOGS ?= gpu-out
 gpu: gpu-tests gpu-bench gpu-notebooks gpu-train gpu-summary
+
+# On a lent GPU machine whose commands may run a few minutes: every stage that fits in BUDGET seconds,
+# each stopped when it overruns its share, then the summary and (with PACK=dir) dir/gpu-results.tgz.
+# STAGES="tests notebooks" picks and orders stages (harness/gpu_suite.py).
+BUDGET ?= 540
+gpu-lent:
+	$(PYTHON) -m harness.gpu_suite --budget $(BUDGET) --logs $(LOGS) --data $(DATA) \
+	  $(if $(PACK),--pack $(PACK)) $(if $(STAGES),--stages $(STAGES))
 
 # Every variant compiled first, one process per core: the tests then find them in the cubin cache.
 gpu-compile:

@@ -1,0 +1,175 @@
+"""The GPU suite within a time budget, for a lent GPU machine that allows one command of a few minutes.
+
+    python -m harness.gpu_suite --budget 540 --pack $OUT            # every stage that fits, in order
+    python -m harness.gpu_suite --budget 200 --stages tests notebooks
+
+`make gpu` runs the same parts without a budget. Here each stage gets at most its own cap and what
+is left of the budget (less a reserve for the summary and the packing), and a stage that overruns is
+stopped, its process group killed, so the suite always ends with the summary and, with --pack, one
+gpu-results.tgz (results/, best.yaml and the logs) to bring back. The order puts first what the
+rest needs: the cubins, then every layer's checked and timed variants (the trainer's kernel choice
+reads them), the training run, the full correctness tests, the notebooks. Every stage's output goes
+to LOGS/<stage>.log; LOGS/stages.json records how each stage ended.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+@dataclass
+class Stage:
+    name: str
+    cap_s: int  # the most this stage may take, whatever the budget
+    commands: list = field(default_factory=list)  # (log name, argv), run in turn
+    after: object = None  # called with the logs folder when every command succeeded
+
+
+def bench_commands(logs: Path, layers: list[str]) -> list:
+    # torch.compile baselines cost tens of seconds of compilation each: layernorm keeps them (its
+    # issue measures against torch.compile), the other layers are timed against eager only here.
+    commands = []
+    for layer in layers:
+        flags = [] if layer == "layernorm" else ["--no-compile-baseline"]
+        commands.append((f"bench-{layer}", [PY, "bench.py", layer, "--save", "--json", str(logs / f"bench-{layer}.json"),
+                                            *flags]))
+    return commands
+
+
+def keep_train_log(logs: Path) -> None:
+    """The GPT-2 run's log is a result: it goes beside the benchmarks in results/."""
+    from harness.ceilings import gpu_slug
+    from harness.report import RESULTS_DIR
+
+    (RESULTS_DIR / f"train-{gpu_slug()}.log").write_text((logs / "train.log").read_text())
+
+
+def stages(logs: Path, data: Path) -> dict[str, Stage]:
+    from harness.registry import layers
+
+    names = list(layers())
+    train = [PY, "trainer/train.py", "--model", "d12", "--kernels", "best.yaml", "--dtype", "bf16",
+             "--batch-size", "32", "--seq-len", "1024", "--max-steps", "40", "--val-every", "20",
+             "--sample-every", "40", "--profile", "--vocab", str(data / "gpt2.tiktoken"),
+             "--out-dir", str(logs / "run")]
+    return {stage.name: stage for stage in [
+        Stage("compile", 180, [("compile", [PY, "bench.py", "--compile-only"])]),
+        Stage("bench", 300, bench_commands(logs, [n for n in names if n != "layernorm"])),
+        Stage("bench-layernorm", 240, bench_commands(logs, ["layernorm"])),
+        Stage("train", 240, [
+            ("prepro", [PY, "trainer/prepro.py", "tinyshakespeare", "--input", str(data / "tinyshakespeare.txt"),
+                        "--vocab", str(data / "gpt2.tiktoken")]),
+            ("select", [PY, "bench.py", "--select", "best.yaml"]),
+            ("train", train)], after=keep_train_log),
+        Stage("tests", 420, [("pytest", [PY, "-m", "pytest", "kernels", "harness", "reference", "trainer",
+                                         "-m", "not emulated", "-q", "-rs", "--junitxml", str(logs / "pytest.xml")])]),
+        Stage("notebooks", 600, [("notebooks", [PY, "-m", "pytest", "--nbmake", "--nbmake-timeout=900",
+                                                "notebooks", "-q"])]),
+    ]}
+
+
+def run_command(argv: list[str], log: Path, timeout_s: float) -> tuple[str, int | None]:
+    """Run argv with its output in `log`; ("ok" | "failed" | "timed out", exit code)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(log, "w") as out:
+        process = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                   start_new_session=True)  # its own group: a timeout kills its children too
+        try:
+            rc = process.wait(timeout=max(timeout_s, 1))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            out.write(f"\n[gpu_suite] stopped after {timeout_s:.0f} s: the stage's share of the budget\n")
+            return "timed out", None
+    return ("ok" if rc == 0 else "failed"), rc
+
+
+def run_stages(chosen: list[Stage], logs: Path, budget_s: float, reserve_s: float, min_stage_s: float = 20,
+               clock=time.monotonic) -> list[dict]:
+    """Each stage in turn, within its cap and what is left of the budget; how each one ended."""
+    start = clock()
+    outcomes = []
+    for stage in chosen:
+        stage_start = clock()
+        left = budget_s - reserve_s - (stage_start - start)
+        if left < min_stage_s:
+            outcomes.append({"stage": stage.name, "status": "skipped: no time left", "seconds": 0})
+            continue
+        deadline = stage_start + min(stage.cap_s, left)
+        status, failures = "ok", []
+        for log_name, argv in stage.commands:
+            remaining = deadline - clock()
+            if remaining <= 0:
+                status = "timed out"
+                break
+            result, rc = run_command(argv, logs / f"{log_name}.log", remaining)
+            if result == "timed out":
+                status = "timed out"
+                break
+            if result == "failed":
+                failures.append(f"{log_name} exit {rc}")
+                if stage.name in ("compile", "train"):  # the later commands need the earlier ones
+                    break
+        if failures and status == "ok":
+            status = "failed: " + ", ".join(failures)
+        if status == "ok" and stage.after:
+            stage.after(logs)
+        outcomes.append({"stage": stage.name, "status": status, "seconds": round(clock() - stage_start, 1)})
+        print(f"[gpu_suite] {stage.name}: {status} ({outcomes[-1]['seconds']} s)", flush=True)
+    return outcomes
+
+
+def pack(destination: Path, logs: Path) -> Path:
+    """results/, best.yaml and the logs (no checkpoints) in one gzipped tar."""
+    archive = destination / "gpu-results.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in [ROOT / "results", ROOT / "best.yaml"]:
+            if path.exists():
+                tar.add(path, arcname=path.name)
+        for path in sorted(logs.glob("*")):
+            if path.is_file() and path.suffix in (".log", ".json", ".xml"):
+                tar.add(path, arcname=f"{logs.name}/{path.name}")
+    return archive
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--budget", type=float, default=540, help="seconds for the whole suite (default 540)")
+    parser.add_argument("--reserve", type=float, default=25, help="seconds kept for the summary and the packing")
+    parser.add_argument("--stages", nargs="+", metavar="STAGE", help="which stages, in this order (default: all)")
+    parser.add_argument("--logs", type=Path, default=ROOT / "gpu-out", help="where the logs go (default gpu-out)")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
+                        help="folder with tinyshakespeare.txt and gpt2.tiktoken, for the training stage")
+    parser.add_argument("--pack", type=Path, metavar="FOLDER", help="write FOLDER/gpu-results.tgz at the end")
+    args = parser.parse_args(argv)
+    args.logs.mkdir(parents=True, exist_ok=True)
+    available = stages(args.logs.resolve(), args.data.resolve())
+    names = args.stages or list(available)
+    unknown = [name for name in names if name not in available]
+    if unknown:
+        print(f"error: unknown stages {unknown}; valid: {', '.join(available)}", file=sys.stderr)
+        return 2
+    outcomes = run_stages([available[name] for name in names], args.logs, args.budget, args.reserve)
+    (args.logs / "stages.json").write_text(json.dumps(outcomes, indent=1))
+    from harness.summary import main as summary
+
+    summary(str(args.logs))
+    print("stages: " + "; ".join(f"{o['stage']} {o['status']} ({o['seconds']} s)" for o in outcomes))
+    if args.pack:
+        print(f"packed {pack(args.pack, args.logs)}")
+    return 0 if all(o["status"] == "ok" for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The budgeted GPU suite's driver, on the CPU with stand-in commands: stages run in order, a stage
+that overruns its share is stopped (its children too), stages with no time left are skipped, and
+the pack holds results and logs."""
+import sys
+import tarfile
+import time
+
+from harness.gpu_suite import ROOT, Stage, main, pack, run_stages
+
+
+def python(code):
+    return [sys.executable, "-c", code]
+
+
+def test_stages_run_in_order_and_report_how_each_ended(tmp_path):
+    after_calls = []
+    chosen = [
+        Stage("first", 30, [("one", python("print('hello')"))], after=after_calls.append),
+        Stage("second", 30, [("two", python("import sys; sys.exit(3)")), ("three", python("print('still runs')"))]),
+    ]
+    outcomes = run_stages(chosen, tmp_path, budget_s=60, reserve_s=0, min_stage_s=1)
+    assert [o["status"] for o in outcomes] == ["ok", "failed: two exit 3"]
+    assert (tmp_path / "one.log").read_text().strip() == "hello"
+    assert "still runs" in (tmp_path / "three.log").read_text()  # a failed bench does not stop the others
+    assert after_calls == [tmp_path]  # only the stage that succeeded
+
+
+def test_an_overrunning_stage_is_stopped_with_its_children(tmp_path):
+    marker = tmp_path / "child-finished"
+    # The child sleeps longer than the stage may take; if the process group were not killed it
+    # would write the marker afterwards.
+    child = f"import time, pathlib; time.sleep(3); pathlib.Path({str(marker)!r}).write_text('x')"
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
+    started = time.monotonic()
+    outcomes = run_stages([Stage("slow", 1, [("slow", python(parent))])], tmp_path, budget_s=60, reserve_s=0,
+                          min_stage_s=0.5)
+    assert outcomes[0]["status"] == "timed out" and time.monotonic() - started < 2.5
+    assert "stopped after" in (tmp_path / "slow.log").read_text()
+    time.sleep(3)
+    assert not marker.exists()
+
+
+def test_stages_without_time_left_are_skipped(tmp_path):
+    now = [0.0]
+    chosen = [Stage("a", 100, [("a", python("pass"))]), Stage("b", 100, [("b", python("pass"))])]
+
+    def clock():  # every reading of the clock is 25 s later: stage a appears to take 50 s
+        now[0] += 25
+        return now[0]
+
+    outcomes = run_stages(chosen, tmp_path, budget_s=80, reserve_s=10, min_stage_s=20, clock=clock)
+    assert outcomes[0]["status"] == "ok" and outcomes[1]["status"] == "skipped: no time left"
+
+
+def test_pack_holds_results_and_logs(tmp_path):
+    logs = tmp_path / "gpu-out"
+    logs.mkdir()
+    (logs / "pytest.log").write_text("1 passed")
+    (logs / "run").mkdir()  # checkpoints: left out
+    archive = pack(tmp_path, logs)
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert "gpu-out/pytest.log" in names and not any(name.startswith("gpu-out/run") for name in names)
+    assert any(name.startswith("results") for name in names) == (ROOT / "results").exists()
+
+
+def test_unknown_stage_is_refused(tmp_path, capsys):
+    assert main(["--stages", "tests", "benchmarks", "--logs", str(tmp_path)]) == 2
+    assert "unknown stages ['benchmarks']" in capsys.readouterr().err
