@@ -82,6 +82,7 @@ def list_variants(markdown: bool) -> str:
 
     lines = []
     width = max(len(v.name) for op in all_ops() for v in op.variants)
+    op_width = max(len(op.id) for op in all_ops())
     if markdown:
         lines += ["| layer | pass | variant | what it does | dtypes | what it teaches |", "|---|---|---|---|---|---|"]
     for op in all_ops():
@@ -90,7 +91,8 @@ def list_variants(markdown: bool) -> str:
                 lines.append(f"| {op.layer} | {op.pass_name} | {v.number} | {v.name} | {', '.join(v.dtypes)} | "
                              f"{v.header.teaches} |")
             else:
-                lines.append(f"{op.id:<22} {v.number:>2}  {v.name:<{width}} [{', '.join(v.dtypes)}]  {v.header.run}")
+                dtypes = f"[{', '.join(v.dtypes)}]"
+                lines.append(f"{op.id:<{op_width}} {v.number:>2}  {v.name:<{width}} {dtypes:<12}  {v.header.run}")
     return "\n".join(lines)
 
 
@@ -140,10 +142,10 @@ def compile_only(ops, args) -> int:
 
 def select_kernels(args) -> int:
     """bench.py --select best.yaml: the trainer's choice of variant and configuration per layer pass."""
-    from trainer.kernels import fastest_selection, simplest_selection, write_selection
+    from trainer.kernels import fastest_trainer_selection, simplest_trainer_selection, write_selection
 
     if args.simplest:
-        sections = {dtype: simplest_selection(dtype) for dtype in ("fp32", "bf16")}
+        sections = {dtype: simplest_trainer_selection(dtype) for dtype in ("fp32", "bf16")}
         write_selection(args.select, sections, "every layer's simplest variant: python bench.py --select "
                                                f"{args.select} --simplest")
         print(f"wrote {args.select} (simplest variants)")
@@ -165,15 +167,12 @@ def select_kernels(args) -> int:
         runs = list(load_results(results).values())
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    sections, fallbacks = {}, []
+    sections, fallbacks, reasons = {}, [], []
     for dtype in ("fp32", "bf16"):
-        section = fastest_selection(runs, dtype)
-        for op_id, entry in simplest_selection(dtype).items():
-            if op_id not in section:
-                section[op_id] = entry
-                fallbacks.append(f"{op_id} {dtype}")
-        sections[dtype] = section
-    note = f"fastest checked variants from {results}: python bench.py --select {args.select}"
+        sections[dtype], unmeasured, reason = fastest_trainer_selection(runs, dtype)
+        fallbacks += [f"{op_id} {dtype}" for op_id in unmeasured]
+        reasons.append(f"{dtype} {reason}")
+    note = "\n".join([f"fastest checked variants from {results}: python bench.py --select {args.select}", *reasons])
     if fallbacks:
         note += "\nnot measured there, so the simplest variant: " + ", ".join(fallbacks)
     write_selection(args.select, sections, note)

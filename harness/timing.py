@@ -52,11 +52,32 @@ class L2Flusher:
         self.buffer.fill_(1.0)
 
 
+# A naive variant can take a tenth of a second a call at a bench shape. Its repeats are capped so
+# that timing one row takes about a second, but never below MIN_REPEATS: slow kernels vary little
+# from call to call, so their median settles within far less than the steps of a ladder.
+ROW_BUDGET_US = 1_000_000
+MIN_REPEATS = 10
+
+
+def repeats_within(call_us: float, repeats: int, budget_us: float = ROW_BUDGET_US,
+                   min_repeats: int = MIN_REPEATS) -> int:
+    """How many of `repeats` calls of about `call_us` each fit in `budget_us` (at least min_repeats)."""
+    if call_us <= 0:
+        return repeats
+    return max(min(repeats, min_repeats), min(repeats, int(budget_us // call_us)))
+
+
 def time_cuda(fn, flusher: L2Flusher | None, warmup: int = 5, repeats: int = 100) -> Timing:
-    """Time `fn()` (which only enqueues GPU work) with a pair of CUDA events per call."""
+    """Time `fn()` (which only enqueues GPU work) with a pair of CUDA events per call; fewer than
+    `repeats` calls when each takes long (repeats_within; Timing.repeats says how many)."""
+    warm_start, warm_end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    warm_start.record()
     for _ in range(warmup):
         fn()
+    warm_end.record()
     torch.cuda.synchronize()
+    if warmup:
+        repeats = repeats_within(warm_start.elapsed_time(warm_end) * 1000.0 / warmup, repeats)
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
     for start, end in zip(starts, ends):

@@ -25,3 +25,13 @@ def test_single_sample():
 def test_no_samples_is_an_error():
     with pytest.raises(ValueError):
         summarize([])
+
+
+def test_slow_calls_get_fewer_repeats_but_never_below_the_minimum():
+    from harness.timing import MIN_REPEATS, ROW_BUDGET_US, repeats_within
+
+    assert repeats_within(20.0, 100) == 100  # fast: every repeat fits
+    assert repeats_within(ROW_BUDGET_US / 40, 100) == 40
+    assert repeats_within(ROW_BUDGET_US, 100) == MIN_REPEATS  # one call fills the budget
+    assert repeats_within(ROW_BUDGET_US, 5) == 5  # never more than asked
+    assert repeats_within(0.0, 100) == 100
