@@ -9,7 +9,8 @@
       ...
 
 One section per dtype; the trainer reads the section of the dtype it trains in. A missing `config`
-means the variant's first (default) configuration. The trainer reaches kernels only through this
+means the variant's first (default) configuration. A section names either `attention.*` or
+`flash_attention.*` (forward and backward), never both: the step runs one attention. The trainer reaches kernels only through this
 file and the registry.
 """
 from __future__ import annotations
@@ -21,18 +22,27 @@ from harness.atomic import atomic_write
 from harness.contract import Variant
 from harness.errors import UserError
 
-# Every op the GPT-2 training step runs.
-TRAINER_OPS = (
+# Every op the GPT-2 training step runs, except attention.
+COMMON_OPS = (
     "encoder.forward", "encoder.backward",
     "layernorm.forward", "layernorm.backward",
     "matmul.forward", "matmul.backward",
-    "attention.forward", "attention.backward",
     "gelu.forward", "gelu.backward",
     "residual.forward",
     "classifier.forward", "classifier.backward",
     "adamw.update",
     "global_norm.forward",
 )
+# Attention comes in two families with different contracts, and the step runs one of them, forward
+# and backward together: "attention" saves the (B, NH, T, T) probabilities for the backward,
+# "flash_attention" one log-sum-exp per query row (the backward recomputes the probabilities).
+ATTENTION_FAMILIES = ("attention", "flash_attention")
+
+
+def family_ops(family: str) -> tuple[str, str]:
+    return f"{family}.forward", f"{family}.backward"
+
+
 ENTRY_KEYS = {"variant", "config"}
 
 
@@ -52,8 +62,11 @@ def ops_by_id() -> dict:
     return {op.id: op for op in all_ops()}
 
 
-def parse_selection(data, dtype: str, where: str, required=TRAINER_OPS) -> dict[str, Choice]:
-    """Validate one dtype section of a best.yaml document and resolve it against the registry."""
+def parse_selection(data, dtype: str, where: str, required=None) -> dict[str, Choice]:
+    """Validate one dtype section of a best.yaml document and resolve it against the registry.
+
+    `required` lists the ops the section must name; by default what the trainer runs: every op of
+    COMMON_OPS and exactly one attention family, both of its passes."""
     if not isinstance(data, dict):
         raise UserError(f"{where}: expected a mapping with 'fp32' and/or 'bf16' sections")
     unknown_sections = sorted(set(data) - {"fp32", "bf16"})
@@ -67,6 +80,8 @@ def parse_selection(data, dtype: str, where: str, required=TRAINER_OPS) -> dict[
     unknown = sorted(set(section) - set(ops))
     if unknown:
         raise UserError(f"{where} [{dtype}]: unknown layer passes {unknown}; valid ones: {', '.join(sorted(ops))}")
+    if required is None:
+        required = COMMON_OPS + family_ops(attention_family(section, f"{where} [{dtype}]"))
     missing = [op_id for op_id in required if op_id not in section]
     if missing:
         raise UserError(f"{where} [{dtype}]: no entry for {', '.join(missing)} (the trainer runs every one)")
@@ -93,7 +108,7 @@ def parse_selection(data, dtype: str, where: str, required=TRAINER_OPS) -> dict[
     return choices
 
 
-def load_selection(path: Path, dtype: str, required=TRAINER_OPS) -> dict[str, Choice]:
+def load_selection(path: Path, dtype: str, required=None) -> dict[str, Choice]:
     import yaml
 
     path = Path(path)
@@ -107,6 +122,24 @@ def load_selection(path: Path, dtype: str, required=TRAINER_OPS) -> dict[str, Ch
     return parse_selection(data, dtype, str(path), required)
 
 
+def attention_family(section: dict, label: str) -> str:
+    """The attention family a best.yaml section names: exactly one, with both of its passes."""
+    named = [family for family in ATTENTION_FAMILIES if any(op_id in section for op_id in family_ops(family))]
+    if len(named) > 1:
+        raise UserError(f"{label}: entries for both {' and '.join(f'{f}.*' for f in named)}; the training step runs "
+                        "one attention, so keep one family's forward and backward")
+    if not named:
+        wanted = " or ".join(f"{f}.forward and {f}.backward" for f in ATTENTION_FAMILIES)
+        raise UserError(f"{label}: no attention entries; name {wanted}")
+    return named[0]
+
+
+def trainer_section(section: dict[str, dict], family: str) -> dict[str, dict]:
+    """The entries of `section` the trainer runs with the given attention family."""
+    wanted = set(COMMON_OPS) | set(family_ops(family))
+    return {op_id: entry for op_id, entry in section.items() if op_id in wanted}
+
+
 def simplest_selection(dtype: str) -> dict[str, dict]:
     """Each op's lowest-numbered variant that supports `dtype`, at its default configuration."""
     section = {}
@@ -117,15 +150,20 @@ def simplest_selection(dtype: str) -> dict[str, dict]:
     return section
 
 
-def fastest_selection(runs, dtype: str) -> dict[str, dict]:
+def simplest_trainer_selection(dtype: str) -> dict[str, dict]:
+    """simplest_selection for the trainer: with the first attention family (the three-step one)."""
+    return trainer_section(simplest_selection(dtype), ATTENTION_FAMILIES[0])
+
+
+def fastest_rows(runs, dtype: str) -> dict[str, tuple[dict, float]]:
     """From measured runs (harness.runner.Run), each op's fastest variant row that passed its check,
-    at the op's bench shape when it was measured there."""
+    at the op's bench shape when it was measured there: {op: (entry, median_us)}."""
     ops = ops_by_id()
     by_op: dict[str, list] = {}
     for run in runs:
         if run.dtype == dtype and run.op in ops:
             by_op.setdefault(run.op, []).append(run)
-    section = {}
+    fastest = {}
     for op_id, op_runs in by_op.items():
         bench_shape = ops[op_id].bench_shape._asdict()
         preferred = [run for run in op_runs if run.shape == bench_shape] or op_runs
@@ -133,8 +171,35 @@ def fastest_selection(runs, dtype: str) -> dict[str, dict]:
                  if row.kind == "variant" and row.status == "ok" and row.median_us]
         if timed:
             best = min(timed, key=lambda row: row.median_us)
-            section[op_id] = {"variant": best.variant, "config": dict(best.config)}
-    return section
+            fastest[op_id] = ({"variant": best.variant, "config": dict(best.config)}, best.median_us)
+    return fastest
+
+
+def fastest_selection(runs, dtype: str) -> dict[str, dict]:
+    """Each op's fastest checked variant (see fastest_rows), every op measured."""
+    return {op_id: entry for op_id, (entry, _) in fastest_rows(runs, dtype).items()}
+
+
+def fastest_trainer_selection(runs, dtype: str) -> tuple[dict[str, dict], list[str], str]:
+    """best.yaml's section for `dtype` from measured runs: each op's fastest checked variant, and
+    the attention family whose forward plus backward is fastest (both passes measured; the first
+    family when neither is). Ops not measured get their simplest variant.
+    Returns (section, the ops that fell back to their simplest variant, why that family)."""
+    fastest = fastest_rows(runs, dtype)
+    totals = {family: sum(fastest[op_id][1] for op_id in family_ops(family))
+              for family in ATTENTION_FAMILIES if all(op_id in fastest for op_id in family_ops(family))}
+    if totals:
+        family = min(totals, key=totals.get)
+        reason = "attention: " + ", ".join(f"{f} {t:.1f} us forward + backward" for f, t in totals.items())
+    else:
+        family, reason = ATTENTION_FAMILIES[0], "attention: no family measured in both passes"
+    section = trainer_section({op_id: entry for op_id, (entry, _) in fastest.items()}, family)
+    fallbacks = []
+    for op_id, entry in trainer_section(simplest_selection(dtype), family).items():
+        if op_id not in section:
+            section[op_id] = entry
+            fallbacks.append(op_id)
+    return section, fallbacks, reason
 
 
 def write_selection(path: Path, sections: dict[str, dict], comment: str) -> None:

@@ -13,21 +13,33 @@ from harness.registry import all_ops
 from trainer.config import GPTConfig, TrainConfig
 from trainer.engine import TorchEngine
 from trainer.kernel_engine import KernelEngine
-from trainer.kernels import simplest_selection, write_selection
+from trainer.kernels import ATTENTION_FAMILIES, simplest_trainer_selection, trainer_section, write_selection
 from trainer.model import PARAMETER_NAMES, init_parameters, parameter_views
 
 TINY = GPTConfig(num_layers=2, num_heads=2, channels=32, max_seq_len=16, vocab_size=50, padded_vocab_size=64)
 B, T = 2, 8
 
 
-def highest_selection(dtype):
-    """Each op's highest-numbered variant for dtype: the most sophisticated kernels of each ladder."""
+def highest_selection(dtype, family="attention"):
+    """Each op's highest-numbered variant for dtype: the most sophisticated kernels of each ladder,
+    with one attention family."""
     section = {}
     for op in all_ops():
         usable = [v for v in op.variants if dtype in v.dtypes]
         if usable:
             section[op.id] = {"variant": usable[-1].number, "config": dict(usable[-1].configs[0])}
-    return section
+    return trainer_section(section, family)
+
+
+def chosen(selection, dtype):
+    """"simplest", or "highest" / "highest-flash_attention": a best.yaml section for the trainer."""
+    if selection == "simplest":
+        return simplest_trainer_selection(dtype)
+    _, _, family = selection.partition("-")
+    return highest_selection(dtype, family or "attention")
+
+
+SELECTIONS = ["simplest", "highest", "highest-flash_attention"]
 
 
 def engine_for(tmp_path, sections, dtype, model=TINY, batch=(B, T), device="cpu"):
@@ -55,9 +67,9 @@ def reference_grads(params, tokens, targets, model=TINY):
 
 
 @pytest.mark.emulated
-@pytest.mark.parametrize("selection", ["simplest", "highest"])
+@pytest.mark.parametrize("selection", SELECTIONS)
 def test_fp32_loss_and_every_gradient_match_the_reference(tmp_path, selection):
-    section = simplest_selection("fp32") if selection == "simplest" else highest_selection("fp32")
+    section = chosen(selection, "fp32")
     engine, params = engine_for(tmp_path, {"fp32": section}, "fp32")
     tokens, targets = batch()
     engine.zero_grad()
@@ -74,12 +86,13 @@ def test_fp32_loss_and_every_gradient_match_the_reference(tmp_path, selection):
 
 
 @pytest.mark.emulated
-def test_bf16_gradients_match_within_a_stated_bound(tmp_path):
+@pytest.mark.parametrize("family", ATTENTION_FAMILIES)
+def test_bf16_gradients_match_within_a_stated_bound(tmp_path, family):
     """bf16 activations, parameters and gradients (fp32 accumulation inside kernels): each gradient
     within 2% of its tensor's largest value, the loss within 1e-3 relative. One head of 64 channels:
     GPT-2's head size, the one the fused tensor-core attention is compiled for."""
     model = replace(TINY, num_heads=1, channels=64)
-    engine, params = engine_for(tmp_path, {"bf16": highest_selection("bf16")}, "bf16", model=model)
+    engine, params = engine_for(tmp_path, {"bf16": highest_selection("bf16", family)}, "bf16", model=model)
     tokens, targets = batch(model, seed=1)
     engine.zero_grad()
     loss = engine.forward_backward(tokens, targets, loss_scale=1.0).item()
@@ -125,19 +138,19 @@ def test_ten_adamw_steps_track_the_torch_engine(tmp_path):
 def test_selection_with_a_missing_op_is_rejected(tmp_path):
     from harness.errors import UserError
 
-    section = simplest_selection("fp32")
+    section = simplest_trainer_selection("fp32")
     del section["gelu.backward"]
     with pytest.raises(UserError, match="no entry for gelu.backward"):
         engine_for(tmp_path, {"fp32": section}, "fp32")
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("selection", ["simplest", "highest"])
+@pytest.mark.parametrize("selection", SELECTIONS)
 def test_kernel_parity_on_gpu(gpu, tmp_path, selection):
     """GPT-2 d2-sized with GPT-2's real vocabulary, B=4, T=64, fp32, on the GPU: the loss and every
     gradient against reference/gpt2.py in float64, with every layer's simplest and most refined variant."""
     model = GPTConfig(num_layers=2, num_heads=4, channels=64)
-    section = simplest_selection("fp32") if selection == "simplest" else highest_selection("fp32")
+    section = chosen(selection, "fp32")
     engine, params = engine_for(tmp_path, {"fp32": section}, "fp32", model=model, batch=(4, 64), device="cuda")
     tokens, targets = batch(model, (4, 64))
     engine.zero_grad()
@@ -151,12 +164,13 @@ def test_kernel_parity_on_gpu(gpu, tmp_path, selection):
 
 
 @pytest.mark.gpu
-def test_bf16_kernel_parity_on_gpu(gpu, tmp_path):
+@pytest.mark.parametrize("family", ATTENTION_FAMILIES)
+def test_bf16_kernel_parity_on_gpu(gpu, tmp_path, family):
     """The bf16 chain of every layer's most refined variant on the GPU (the tensor-core matmuls and the
     fused attention among them, so heads of GPT-2's 64 channels), GPT-2's real vocabulary, B=4, T=128:
     the bound of the emulated bf16 test, each gradient within 2% of its tensor's largest value."""
     model = GPTConfig(num_layers=2, num_heads=2, channels=128)
-    engine, params = engine_for(tmp_path, {"bf16": highest_selection("bf16")}, "bf16", model=model,
+    engine, params = engine_for(tmp_path, {"bf16": highest_selection("bf16", family)}, "bf16", model=model,
                                 batch=(4, 128), device="cuda")
     tokens, targets = batch(model, (4, 128), seed=1)
     engine.zero_grad()

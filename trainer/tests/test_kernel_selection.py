@@ -8,7 +8,8 @@ import yaml
 
 from harness.errors import UserError
 from harness.runner import Row, Run
-from trainer.kernels import fastest_selection, load_selection, parse_selection, simplest_selection
+from trainer.kernels import (fastest_selection, fastest_trainer_selection, load_selection, ops_by_id, parse_selection,
+                             simplest_selection, simplest_trainer_selection, trainer_section)
 
 ROOT = Path(__file__).resolve().parents[2]
 ONLY_LN = ("layernorm.forward",)
@@ -85,6 +86,8 @@ def test_bench_select_simplest_writes_a_loadable_file(tmp_path):
     data = yaml.safe_load(target.read_text())
     assert data["fp32"]["layernorm.forward"] == {"variant": 1, "config": {"block_size": 32}}
     assert load_selection(target, "bf16", ONLY_LN)["layernorm.forward"].variant.number == 1
+    for dtype in ("fp32", "bf16"):  # complete for the trainer: every op, one attention family
+        assert load_selection(target, dtype)["attention.forward"].variant.number == 1
 
 
 def test_bench_select_without_results_says_what_to_do(tmp_path):
@@ -92,3 +95,52 @@ def test_bench_select_without_results_says_what_to_do(tmp_path):
                              str(tmp_path / "none.json")], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2 and "make gpu" in result.stderr
     assert not (tmp_path / "b.yaml").exists()
+
+
+def attention_run(op, variant, time_us, dtype="bf16"):
+    shape = {"B": 8, "T": 1024, "NH": 12, "HS": 64}
+    config = ops_by_id()[op].variant_by_number(variant).configs[0]
+    measured = Row(kind="variant", label=f"{variant}: x", variant=variant, config=dict(config), status="ok",
+                   timing={"median_us": time_us})
+    return Run(op=op, dtype=dtype, shape=shape, bytes=1, flops=1, bound="compute", ceilings={}, environment={},
+               rows=[measured])
+
+
+@pytest.mark.parametrize("flash_times,family", [((300.0, 700.0), "flash_attention"),  # 1000 < 1100
+                                                 ((500.0, 700.0), "attention"),  # 1200 > 1100
+                                                 ((300.0, None), "attention")])  # flash backward unmeasured
+def test_select_keeps_the_attention_family_fastest_over_both_passes(flash_times, family):
+    runs = [attention_run("attention.forward", 2, 400.0), attention_run("attention.backward", 2, 700.0)]
+    runs += [attention_run(f"flash_attention.{p}", 2, t) for p, t in zip(("forward", "backward"), flash_times)
+             if t is not None]
+    section, fallbacks, reason = fastest_trainer_selection(runs, "bf16")
+    assert {op_id.partition(".")[0] for op_id in section if "attention" in op_id} == {family}
+    assert section[f"{family}.forward"]["variant"] == 2 and section[f"{family}.backward"]["variant"] == 2
+    assert "attention 1100.0 us" in reason and "layernorm.forward" in fallbacks  # unmeasured: simplest
+    choices = parse_selection({"bf16": section}, "bf16", "best.yaml")  # what the trainer loads
+    assert f"{family}.backward" in choices
+
+
+def test_select_without_attention_measurements_takes_the_three_step_family():
+    section, fallbacks, _ = fastest_trainer_selection([], "bf16")
+    assert "attention.forward" in section and not any(op.startswith("flash") for op in section)
+    assert set(fallbacks) == set(section)
+    parse_selection({"bf16": section}, "bf16", "best.yaml")
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda s: s.update({"flash_attention.forward": {"variant": 1}}), "both attention.\\* and flash_attention.\\*"),
+    (lambda s: [s.pop("attention.forward"), s.pop("attention.backward")], "no attention entries"),
+    (lambda s: s.pop("attention.backward"), "no entry for attention.backward"),
+])
+def test_trainer_sections_name_exactly_one_whole_attention_family(change, message):
+    section = simplest_trainer_selection("fp32")
+    change(section)
+    with pytest.raises(UserError, match=message):
+        parse_selection({"fp32": section}, "fp32", "best.yaml")
+
+
+def test_flash_family_alone_is_a_complete_trainer_section():
+    section = trainer_section(simplest_selection("bf16"), "flash_attention")
+    choices = parse_selection({"bf16": section}, "bf16", "best.yaml")
+    assert "flash_attention.forward" in choices and "attention.forward" not in choices
