@@ -21,6 +21,7 @@ TRAINING_SHAPES = {
     # qkv, attention projection, MLP up and down, LM head
     "matmul": [(B, T, C, 3 * C), (B, T, C, C), (B, T, C, 4 * C), (B, T, 4 * C, C), (B, T, C, VP)],
     "attention": [(B, T, NH, C // NH)],
+    "flash_attention": [(B, T, NH, C // NH)],
     "gelu": [(B * T * 4 * C,)],
     # activations, the two wte gradients' sum, gradient accumulation over every parameter
     "residual": [(B * T * C,), (VP * C,), (PARAMETERS,)],

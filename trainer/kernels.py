@@ -202,9 +202,18 @@ def fastest_trainer_selection(runs, dtype: str) -> tuple[dict[str, dict], list[s
     return section, fallbacks, reason
 
 
-def write_selection(path: Path, sections: dict[str, dict], comment: str) -> None:
+def selection_text(sections: dict[str, dict], comment: str) -> str:
+    """best.yaml's text: the comment, then one line per op, as a person would write the file."""
     import yaml
 
-    text = "".join(f"# {line}\n" for line in comment.splitlines()) + yaml.safe_dump(sections, sort_keys=True)
+    lines = [f"# {line}" for line in comment.splitlines()]
+    for dtype in sorted(sections):
+        lines.append(f"{dtype}:")
+        lines += [f"  {op_id}: {yaml.safe_dump(entry, default_flow_style=True, sort_keys=False).strip()}"
+                  for op_id, entry in sorted(sections[dtype].items())]
+    return "\n".join(lines) + "\n"
+
+
+def write_selection(path: Path, sections: dict[str, dict], comment: str) -> None:
     with atomic_write(path, "w") as handle:
-        handle.write(text)
+        handle.write(selection_text(sections, comment))
