@@ -145,7 +145,7 @@ class KernelGPT2:
 
     def _bind_forward(self):
         s, p, a = self.s, self.params, self.a
-        B, T, C, NH = s.B, s.T, s.C, s.NH
+        B, T, C = s.B, s.T, s.C
         calls = [self._bind("encoder.forward", (B, T, C, s.Vp), tokens=self.tokens, wte=p["wte"],
                             wpe=p["wpe"][:T], out=a["encoded"])]
         for l in range(s.L):
@@ -183,7 +183,7 @@ class KernelGPT2:
 
     def _bind_backward(self):
         s, p, g, a, d = self.s, self.params, self.grads, self.a, self.d
-        B, T, C, NH = s.B, s.T, s.C, s.NH
+        B, T, C = s.B, s.T, s.C
         # dlogits overwrite the logits in place (the classifier kernel is safe for it), as llm.c does
         self.dlogits_call = self._bind("classifier.backward", (B, T, s.V, s.Vp), logits=a["logits"],
                                        targets=self.targets, dlogits=a["logits"], losses=a["losses"])
