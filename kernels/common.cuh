@@ -77,7 +77,11 @@ __device__ __forceinline__ float block_reduce_max(float v, float* scratch) {
 
 // Packed128<T>: 16 bytes of T moved with one 128-bit load or store instruction.
 // The address must be 16-byte aligned: callers guarantee it (the harness allocates aligned
-// buffers; variants that use this refuse row lengths that break alignment).
+// buffers; variants that use this refuse row lengths that break alignment). A misaligned one
+// faults on the GPU; the CPU emulator defines WB_CHECK_ALIGNED to report it instead.
+#ifndef WB_CHECK_ALIGNED
+#define WB_CHECK_ALIGNED(address, bytes, what)
+#endif
 template <typename T>
 struct alignas(16) Packed128 {
     static constexpr int size = 16 / sizeof(T);
@@ -93,6 +97,7 @@ typedef Packed128<float> f128;
 template <typename T>
 __device__ __forceinline__ Packed128<T> load128(const T* address) {
     Packed128<T> out;
+    WB_CHECK_ALIGNED(address, 16, "load128");
     *reinterpret_cast<int4*>(&out) = *reinterpret_cast<const int4*>(address);
     return out;
 }
@@ -101,17 +106,20 @@ __device__ __forceinline__ Packed128<T> load128(const T* address) {
 template <typename T>
 __device__ __forceinline__ Packed128<T> load128cs(const T* address) {
     Packed128<T> out;
+    WB_CHECK_ALIGNED(address, 16, "load128cs");
     *reinterpret_cast<int4*>(&out) = __ldcs(reinterpret_cast<const int4*>(address));
     return out;
 }
 
 template <typename T>
 __device__ __forceinline__ void store128(T* address, const Packed128<T>& value) {
+    WB_CHECK_ALIGNED(address, 16, "store128");
     *reinterpret_cast<int4*>(address) = *reinterpret_cast<const int4*>(&value);
 }
 
 // Streaming store (st.global.cs): the output is not read again by this kernel.
 template <typename T>
 __device__ __forceinline__ void store128cs(T* address, const Packed128<T>& value) {
+    WB_CHECK_ALIGNED(address, 16, "store128cs");
     __stcs(reinterpret_cast<int4*>(address), *reinterpret_cast<const int4*>(&value));
 }

@@ -140,7 +140,7 @@ def test_wmma_loads_of_a_tile_other_warps_still_write_are_reported(tmp_path):
 #include <mma.h>
 using namespace nvcuda;
 extern "C" __global__ void racy(float* out, const floatX* a) {
-    __shared__ floatX tile[256];
+    __shared__ __align__(32) floatX tile[256];
     wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::row_major> fa;
     for (int i = 0; i < 8; i++) tile[8 * threadIdx.x + i] = a[8 * threadIdx.x + i];
     wmma::load_matrix_sync(fa, tile, 16);  // no __syncwarp: lane 0 loads before lane 1 has written
@@ -149,6 +149,33 @@ extern "C" __global__ void racy(float* out, const floatX* a) {
     k = kernels(tmp_path, source, "bf16")
     with pytest.raises(EmulationError, match="read different values"):
         k.racy((1,), (32,), (torch.zeros(32), torch.randn(256).to(torch.bfloat16)))
+
+
+def test_misaligned_vector_and_tile_accesses_are_reported(tmp_path):
+    """What faults on a GPU (a 128-bit access off a 16-byte boundary, a WMMA tile off a 32-byte one or
+    with a stride that is not a multiple of 16 bytes) and silently works on x86 is an error here."""
+    source = r'''
+#include <mma.h>
+using namespace nvcuda;
+extern "C" __global__ void copy_packs(floatX* out, const floatX* inp, int offset) {
+    store128(out + 8 * threadIdx.x, load128(inp + offset + 8 * threadIdx.x));
+}
+extern "C" __global__ void load_tile(float* out, const floatX* a, int offset, int ldm) {
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::row_major> fa;
+    wmma::load_matrix_sync(fa, a + offset, ldm);
+    out[threadIdx.x] = float(fa.x[0]);
+}'''
+    k = kernels(tmp_path, source, "bf16")
+    inp, out = torch.randn(512).to(torch.bfloat16), torch.zeros(256, dtype=torch.bfloat16)
+    k.copy_packs((1,), (32,), (out, inp, 8))  # 16 bytes in: aligned
+    torch.testing.assert_close(out, inp[8:264])
+    with pytest.raises(EmulationError, match="load128: address .* not aligned to 16 bytes"):
+        k.copy_packs((1,), (32,), (out, inp, 4))  # 8 bytes in
+    k.load_tile((1,), (32,), (torch.zeros(32), inp, 16, 16))  # 32 bytes in, 32-byte rows: fine
+    with pytest.raises(EmulationError, match="load_matrix_sync: address .* not aligned to 32 bytes"):
+        k.load_tile((1,), (32,), (torch.zeros(32), inp, 8, 16))
+    with pytest.raises(EmulationError, match="ldm = 12 elements is not a multiple of 16 bytes"):
+        k.load_tile((1,), (32,), (torch.zeros(32), inp, 0, 12))
 
 
 def test_async_copies_land_only_when_waited_for(tmp_path):

@@ -48,6 +48,15 @@ struct Error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// A GPU faults on a load or store whose address is not a multiple of its size ("misaligned
+// address", a sticky error that ends the process's CUDA context); x86 just does it. Every vector
+// access goes through a check here, so the emulator refuses what the GPU would fault on.
+inline void check_aligned(const void* address, size_t bytes, const char* what) {
+    if (reinterpret_cast<uintptr_t>(address) % bytes)
+        throw Error(std::string(what) + ": address " + std::to_string(reinterpret_cast<uintptr_t>(address)) +
+                    " is not aligned to " + std::to_string(bytes) + " bytes (a misaligned-address fault on a GPU)");
+}
+
 // One fiber per CUDA thread of the running block. Fibers switch only at barriers (__syncthreads,
 // shuffles, __syncwarp), so one OS thread runs the block deterministically and cheaply.
 struct Fiber {
@@ -99,7 +108,13 @@ inline Launch* current = nullptr;
 inline unsigned linear_tid = 0;
 
 inline unsigned lane_id() { return linear_tid % 32; }
-inline unsigned char* dynamic_shared() { return current->dynamic_shared.data(); }
+// A GPU's dynamic shared memory starts at least 128-byte aligned (kernels declare __align__(128) and
+// carve 32-byte aligned WMMA tiles out of it); a vector's data is only 16-byte aligned, so round up.
+constexpr size_t kDynamicSharedAlign = 128;
+inline unsigned char* dynamic_shared() {
+    unsigned char* base = current->dynamic_shared.data();
+    return base + (kDynamicSharedAlign - reinterpret_cast<uintptr_t>(base) % kDynamicSharedAlign) % kDynamicSharedAlign;
+}
 
 // Called where a static __shared__ array is declared (before any thread can use it). The first time
 // in a launch its bytes are poisoned, so the launch's first block cannot read zeros left by static
@@ -204,11 +219,14 @@ inline unsigned atomicAdd(unsigned* address, unsigned value) {
     return old;
 }
 
-template <typename T> inline T __ldcs(const T* p) { return *p; }
-template <typename T> inline T __ldg(const T* p) { return *p; }
-template <typename T> inline T __ldcg(const T* p) { return *p; }
-template <typename T> inline void __stcs(T* p, T v) { *p = v; }
-template <typename T> inline void __stcg(T* p, T v) { *p = v; }
+template <typename T> inline T __ldcs(const T* p) { emu::check_aligned(p, alignof(T), "__ldcs"); return *p; }
+template <typename T> inline T __ldg(const T* p) { emu::check_aligned(p, alignof(T), "__ldg"); return *p; }
+template <typename T> inline T __ldcg(const T* p) { emu::check_aligned(p, alignof(T), "__ldcg"); return *p; }
+template <typename T> inline void __stcs(T* p, T v) { emu::check_aligned(p, alignof(T), "__stcs"); *p = v; }
+template <typename T> inline void __stcg(T* p, T v) { emu::check_aligned(p, alignof(T), "__stcg"); *p = v; }
+
+// kernels/common.cuh checks its 128-bit loads and stores through this (a no-op on the GPU).
+#define WB_CHECK_ALIGNED(address, bytes, what) emu::check_aligned((address), (bytes), (what))
 
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
@@ -337,7 +355,7 @@ inline std::string launch(dim3 grid, dim3 block, size_t shared_bytes, const std:
     L.threads = block.x * block.y * block.z;
     if (L.threads == 0 || L.threads > 1024) return "block size must be 1..1024 threads";
     if (shared_bytes > 227 * 1024) return "more dynamic shared memory than an H100 block can have (227 KB)";
-    L.dynamic_shared.assign(shared_bytes + 16, 0xFF);
+    L.dynamic_shared.assign(shared_bytes + 16 + kDynamicSharedAlign, 0xFF);  // room to align the start
     L.fibers = std::vector<Fiber>(L.threads);
     for (auto& fiber : L.fibers) fiber.stack.reset(new unsigned char[kStackBytes]);
     const unsigned warps = (L.threads + 31) / 32;

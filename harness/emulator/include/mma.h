@@ -44,11 +44,21 @@ inline void check_lanes_agree(const F& f, const char* what) {
     }
 }
 
+// The programming guide's rules for load_matrix_sync and store_matrix_sync: the pointer 256-bit
+// (32-byte) aligned, the stride a multiple of 16 bytes. A GPU may fault or load garbage otherwise.
+template <typename P>
+inline void check_tile_address(const P* p, unsigned ldm, const char* what) {
+    emu::check_aligned(p, 32, what);
+    if ((ldm * sizeof(P)) % 16)
+        throw emu::Error(std::string(what) + ": ldm = " + std::to_string(ldm) + " elements is not a multiple of 16 bytes");
+}
+
 template <typename Use, int M, int N, int K, typename T, typename Layout, typename P>
 inline void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const P* p, unsigned ldm) {
     using F = fragment<Use, M, N, K, T, Layout>;
     static_assert(!std::is_same<Use, accumulator>::value, "an accumulator load needs a layout_t argument");
     constexpr bool column_major = std::is_same<Layout, col_major>::value;
+    check_tile_address(p, ldm, "load_matrix_sync");
     for (int r = 0; r < F::rows; r++)
         for (int c = 0; c < F::cols; c++) f.x[r * F::cols + c] = column_major ? p[c * ldm + r] : p[r * ldm + c];
     check_lanes_agree(f, "load_matrix_sync");
@@ -56,6 +66,7 @@ inline void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const P* p, u
 
 template <int M, int N, int K, typename T>
 inline void load_matrix_sync(fragment<accumulator, M, N, K, T>& f, const T* p, unsigned ldm, layout_t layout) {
+    check_tile_address(p, ldm, "load_matrix_sync");
     for (int r = 0; r < M; r++)
         for (int c = 0; c < N; c++) f.x[r * N + c] = layout == mem_col_major ? p[c * ldm + r] : p[r * ldm + c];
     check_lanes_agree(f, "load_matrix_sync");
@@ -64,6 +75,7 @@ inline void load_matrix_sync(fragment<accumulator, M, N, K, T>& f, const T* p, u
 template <int M, int N, int K, typename T>
 inline void store_matrix_sync(T* p, const fragment<accumulator, M, N, K, T>& f, unsigned ldm, layout_t layout) {
     emu::syncwarp();
+    check_tile_address(p, ldm, "store_matrix_sync");
     for (int r = 0; r < M; r++)
         for (int c = 0; c < N; c++) (layout == mem_col_major ? p[c * ldm + r] : p[r * ldm + c]) = f.x[r * N + c];
 }
