@@ -55,6 +55,14 @@ def keep_train_log(logs: Path) -> None:
     (RESULTS_DIR / f"train-{gpu_slug()}.log").write_text((logs / "train.log").read_text())
 
 
+def parallel_workers(workers: int = 4) -> list[str]:
+    """pytest-xdist's flags where it is installed (a GPU image often has it): the correctness tests
+    assert no speed, so four processes may share the GPU, and the compile checks the CPU cores."""
+    import importlib.util
+
+    return ["-n", str(workers)] if importlib.util.find_spec("xdist") else []
+
+
 def stages(logs: Path, data: Path) -> dict[str, Stage]:
     from harness.registry import layers
 
@@ -73,7 +81,8 @@ def stages(logs: Path, data: Path) -> dict[str, Stage]:
             ("select", [PY, "bench.py", "--select", "best.yaml"]),
             ("train", train)], after=keep_train_log),
         Stage("tests", 420, [("pytest", [PY, "-m", "pytest", "kernels", "harness", "reference", "trainer",
-                                         "-m", "not emulated", "-q", "-rs", "--junitxml", str(logs / "pytest.xml")])]),
+                                         "-m", "not emulated", "-q", "-rs", "--junitxml", str(logs / "pytest.xml"),
+                                         *parallel_workers()])]),
         Stage("notebooks", 600, [("notebooks", [PY, "-m", "pytest", "--nbmake", "--nbmake-timeout=900",
                                                 "notebooks", "-q"])]),
     ]}
