@@ -175,11 +175,6 @@ def fastest_rows(runs, dtype: str) -> dict[str, tuple[dict, float]]:
     return fastest
 
 
-def fastest_selection(runs, dtype: str) -> dict[str, dict]:
-    """Each op's fastest checked variant (see fastest_rows), every op measured."""
-    return {op_id: entry for op_id, (entry, _) in fastest_rows(runs, dtype).items()}
-
-
 def fastest_trainer_selection(runs, dtype: str) -> tuple[dict[str, dict], list[str], str]:
     """best.yaml's section for `dtype` from measured runs: each op's fastest checked variant, and
     the attention family whose forward plus backward is fastest (both passes measured; the first

@@ -8,7 +8,7 @@ import yaml
 
 from harness.errors import UserError
 from harness.runner import Row, Run
-from trainer.kernels import (fastest_selection, fastest_trainer_selection, load_selection, ops_by_id, parse_selection,
+from trainer.kernels import (fastest_rows, fastest_trainer_selection, load_selection, ops_by_id, parse_selection,
                              simplest_selection, simplest_trainer_selection, trainer_section)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,8 +67,8 @@ def test_fastest_checked_variant_at_the_bench_shape_wins():
         run([row(3, 1.0)], shape={"B": 3, "T": 37, "C": 1000}),  # another shape: ignored
         run([row(6, 5.0)], dtype="bf16"),
     ]
-    assert fastest_selection(runs, "fp32") == {"layernorm.forward": {"variant": 4, "config": {"block_size": 64}}}
-    assert fastest_selection(runs, "bf16") == {"layernorm.forward": {"variant": 6, "config": {"block_size": 128}}}
+    assert fastest_rows(runs, "fp32") == {"layernorm.forward": ({"variant": 4, "config": {"block_size": 64}}, 20.0)}
+    assert fastest_rows(runs, "bf16") == {"layernorm.forward": ({"variant": 6, "config": {"block_size": 128}}, 5.0)}
 
 
 def test_simplest_selection_is_valid_for_both_dtypes():
