@@ -4,7 +4,7 @@ PYTHON ?= python3
 BENCH_FLAGS ?=
 LAYERS ?= $(shell $(PYTHON) -c "from harness.registry import layers; print(' '.join(layers()))" 2>/dev/null)
 
-.PHONY: install test test-kernels notebooks gpu gpu-lent gpu-compile gpu-tests gpu-bench gpu-notebooks gpu-train gpu-summary gpu-pack device-wheels docs clean-cache
+.PHONY: install test test-kernels notebooks gpu gpu-lent gpu-sanitize gpu-compile gpu-tests gpu-bench gpu-notebooks gpu-train gpu-summary gpu-pack device-wheels docs clean-cache
 
 install:
 	$(PYTHON) -m pip install -r requirements.txt
@@ -25,7 +25,7 @@ notebooks:
 # The parts are targets of their own, so a machine with a per-command time limit can run them in turn.
 # (LOGS, not OUT: a lent device machine sets OUT in the environment, and make would take it.)
 LOGS ?= gpu-out
-gpu: gpu-tests gpu-bench gpu-notebooks gpu-train gpu-summary
+gpu: gpu-tests gpu-sanitize gpu-bench gpu-notebooks gpu-train gpu-summary
 
 # On a lent GPU machine whose commands may run a few minutes: every stage that fits in BUDGET seconds,
 # each stopped when it overruns its share, then the summary and (with PACK=dir) dir/gpu-results.tgz.
@@ -44,6 +44,14 @@ gpu-tests: gpu-compile
 	mkdir -p $(LOGS)
 	$(PYTHON) -m pytest kernels harness reference trainer -m "not emulated" -q -rs --junitxml=$(LOGS)/pytest.xml 2>&1 | tee $(LOGS)/pytest.log; \
 	  echo $${PIPESTATUS[0]} > $(LOGS)/pytest.rc
+
+# compute-sanitizer over every kernel variant at the small test shapes: memcheck (out-of-bounds and
+# misaligned accesses), then racecheck (shared-memory races on the GPU's own schedule).
+SANITIZER ?= $(shell command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+gpu-sanitize:
+	mkdir -p $(LOGS)
+	set -o pipefail; $(SANITIZER) --tool memcheck --error-exitcode 9 $(PYTHON) -m harness.sanitize --first-config 2>&1 | tee $(LOGS)/sanitize-memcheck.log
+	set -o pipefail; $(SANITIZER) --tool racecheck --error-exitcode 9 $(PYTHON) -m harness.sanitize --first-config 2>&1 | tee $(LOGS)/sanitize-racecheck.log
 
 gpu-bench:
 	mkdir -p $(LOGS)

@@ -8,7 +8,7 @@ is left of the budget (less a reserve for the summary and the packing), and a st
 stopped, its process group killed, so the suite always ends with the summary and, with --pack, one
 gpu-results.tgz (results/, best.yaml and the logs) to bring back. The order puts first what the
 rest needs: the cubins, then every layer's checked and timed variants (the trainer's kernel choice
-reads them), the training run, the full correctness tests, the notebooks. Every stage's output goes
+reads them), the training run, the full correctness tests, compute-sanitizer, the notebooks. Every stage's output goes
 to LOGS/<stage>.log; LOGS/stages.json records how each stage ended.
 """
 from __future__ import annotations
@@ -63,6 +63,13 @@ def parallel_workers(workers: int = 4) -> list[str]:
     return ["-n", str(workers)] if importlib.util.find_spec("xdist") else []
 
 
+def sanitizer() -> str:
+    """compute-sanitizer from PATH, else where a CUDA toolkit keeps it."""
+    import shutil
+
+    return shutil.which("compute-sanitizer") or "/usr/local/cuda/bin/compute-sanitizer"
+
+
 def stages(logs: Path, data: Path) -> dict[str, Stage]:
     from harness.registry import layers
 
@@ -86,6 +93,13 @@ def stages(logs: Path, data: Path) -> dict[str, Stage]:
         Stage("tests", 420, [("pytest", [PY, "-m", "pytest", "kernels", "harness", "reference", "trainer",
                                          "-m", "not emulated", "-q", "-rs", "--junitxml", str(logs / "pytest.xml"),
                                          *parallel_workers()])]),
+        # compute-sanitizer over every kernel variant at the small test shapes (harness/sanitize.py):
+        # out-of-bounds and misaligned accesses, then shared-memory races on the GPU's own schedule.
+        Stage("sanitize", 300, [
+            ("sanitize-memcheck", [sanitizer(), "--tool", "memcheck", "--error-exitcode", "9", PY, "-m",
+                                   "harness.sanitize", "--first-config"]),
+            ("sanitize-racecheck", [sanitizer(), "--tool", "racecheck", "--error-exitcode", "9", PY, "-m",
+                                    "harness.sanitize", "--first-config"])]),
         Stage("notebooks", 600, [("notebooks", [PY, "-m", "pytest", "--nbmake", "--nbmake-timeout=900",
                                                 "notebooks", "-q"])]),
     ]}
@@ -95,8 +109,12 @@ def run_command(argv: list[str], log: Path, timeout_s: float) -> tuple[str, int 
     """Run argv with its output in `log`; ("ok" | "failed" | "timed out", exit code)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(log, "w") as out:
-        process = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                   start_new_session=True)  # its own group: a timeout kills its children too
+        try:
+            process = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                       start_new_session=True)  # its own group: a timeout kills its children too
+        except OSError as exc:  # e.g. no compute-sanitizer on this machine
+            out.write(f"[gpu_suite] could not start {argv[0]}: {exc}\n")
+            return "failed", 127
         try:
             rc = process.wait(timeout=max(timeout_s, 1))
         except subprocess.TimeoutExpired:

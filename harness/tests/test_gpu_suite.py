@@ -25,6 +25,14 @@ def test_stages_run_in_order_and_report_how_each_ended(tmp_path):
     assert after_calls == [tmp_path]  # only the stage that succeeded
 
 
+def test_a_missing_program_fails_its_stage_not_the_suite(tmp_path):
+    chosen = [Stage("sanitize", 30, [("sanitize", ["/nonexistent/compute-sanitizer", "--tool", "memcheck"])]),
+              Stage("after", 30, [("after", python("print('ran')"))])]
+    outcomes = run_stages(chosen, tmp_path, budget_s=60, reserve_s=0, min_stage_s=1)
+    assert [o["status"] for o in outcomes] == ["failed: sanitize exit 127", "ok"]
+    assert "could not start /nonexistent/compute-sanitizer" in (tmp_path / "sanitize.log").read_text()
+
+
 def test_an_overrunning_stage_is_stopped_with_its_children(tmp_path):
     marker = tmp_path / "child-finished"
     # The child sleeps longer than the stage may take; if the process group were not killed it
@@ -67,3 +75,13 @@ def test_pack_holds_results_and_logs(tmp_path):
 def test_unknown_stage_is_refused(tmp_path, capsys):
     assert main(["--stages", "tests", "benchmarks", "--logs", str(tmp_path)]) == 2
     assert "unknown stages ['benchmarks']" in capsys.readouterr().err
+
+
+def test_sanitize_workload_runs_every_kernel_variant_on_the_emulator(capsys):
+    from harness.sanitize import main as sanitize, sanitized_checks
+
+    checks = sanitized_checks(["residual"], first_config=True)
+    assert checks and all(v.source is not None and len(configs) == 1 for v, _, _, configs in checks)
+    assert sanitize(["--device", "cpu", "--layers", "residual", "--first-config"]) == 0
+    assert "every check passed" in capsys.readouterr().out
+    assert sanitize(["--layers", "nope"]) == 2

@@ -1,0 +1,66 @@
+"""Every kernel variant checked once at each small test shape: a short GPU workload to run under
+NVIDIA's compute-sanitizer, which sees what neither the CPU emulator nor an output check can.
+
+    compute-sanitizer --tool memcheck --error-exitcode 9 python -m harness.sanitize
+    compute-sanitizer --tool racecheck --error-exitcode 9 python -m harness.sanitize --first-config
+
+memcheck reports out-of-bounds and misaligned accesses even when they happen to read harmless
+values; racecheck reports shared-memory hazards on the GPU's real schedule (the emulator runs warps
+in one legal order only). Library variants (cuBLAS through torch, no .cu file) are skipped: their
+kernels are not ours. Each check still compares the outputs with the float64 reference, so the run
+also fails on a wrong answer. `--device cpu` runs the same checks on the emulator (no sanitizer).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import zlib
+
+from harness.check import Case, check_variant
+from harness.registry import all_variants, layers
+
+# Shapes small enough that the sanitizer's slowdown (tens of times under racecheck) stays bearable.
+SANITIZED_MAX_ELEMENTS = 500_000
+
+
+def sanitized_checks(chosen_layers=None, first_config=False):
+    """(variant, dtype, dims, configs) for every kernel variant at every small test shape."""
+    checks = []
+    for variant in all_variants():
+        if variant.source is None or (chosen_layers and variant.op.layer not in chosen_layers):
+            continue
+        for dtype in variant.dtypes:
+            for dims in variant.op.shapes:
+                if variant.op.size(dims) > SANITIZED_MAX_ELEMENTS:
+                    continue
+                configs = [c for c in variant.configs if not variant.refusal(dims, dtype, c)]
+                if configs:
+                    checks.append((variant, dtype, dims, configs[:1] if first_config else configs))
+    return checks
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--layers", nargs="+", metavar="LAYER", help="only these layers (default: all)")
+    parser.add_argument("--first-config", action="store_true",
+                        help="only each variant's first launch configuration (racecheck is slow)")
+    parser.add_argument("--device", default="cuda", help="cuda (default), or cpu for the emulator")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.layers or []) - set(layers()))
+    if unknown:
+        print(f"error: unknown layers {unknown}; valid: {', '.join(layers())}", file=sys.stderr)
+        return 2
+    failures = 0
+    for variant, dtype, dims, configs in sanitized_checks(args.layers, args.first_config):
+        seed = zlib.crc32(repr((variant.op.id, dtype, tuple(dims))).encode())
+        case = Case(variant.op, dtype, dims, seed=seed, device=args.device)
+        for config in configs:
+            result, _ = check_variant(variant, case, config)
+            failures += not result.passed
+            print(f"ok      {result.label}" if result.passed else f"FAILED  {result.describe()}", flush=True)
+    print(f"{failures} failed checks" if failures else "every check passed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
