@@ -44,6 +44,11 @@ def main(out_dir: str) -> int:
     if train.exists():  # the last step's line: loss, ms, tokens/s and MFU of the GPT-2 run
         steps = [line for line in train.read_text().splitlines() if re.search(r"\bstep +\d+/\d+ \|", line)]
         lines.append("train: " + (steps[-1].strip() if steps else "no step logged"))
+    for log in sorted(out.glob("sanitize-*.log")):  # the checks' verdict and compute-sanitizer's own
+        verdicts = [line.strip("= ").strip() for line in log.read_text().splitlines()
+                    if "SUMMARY" in line or line.startswith(("every check passed", "[gpu_suite]"))
+                    or line.endswith("failed checks")]
+        lines.append(f"{log.stem}: " + ("; ".join(verdicts) if verdicts else "no verdict (stopped early?)"))
     notebooks = out / "notebooks.log"
     if notebooks.exists():
         tail = [line for line in notebooks.read_text().splitlines() if line.strip()]

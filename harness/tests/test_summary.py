@@ -21,3 +21,16 @@ def test_summary_says_when_the_training_logged_no_step(tmp_path, capsys):
     (tmp_path / "train.log").write_text("error: no kernels file at best.yaml\n")
     main(str(tmp_path))
     assert "train: no step logged" in capsys.readouterr().out
+
+
+def test_summary_gives_the_sanitizer_verdicts(tmp_path, capsys):
+    (tmp_path / "sanitize-memcheck.log").write_text(
+        "ok      residual.forward/2 fp32 (N=1000) [block_size=256]\nevery check passed\n"
+        "========= ERROR SUMMARY: 0 errors\n")
+    (tmp_path / "sanitize-racecheck.log").write_text(
+        "ok      layernorm.forward/2 fp32 (B=3,T=37,C=1000) [block_size=256]\n"
+        "[gpu_suite] stopped after 120 s: the stage's share of the budget\n")
+    main(str(tmp_path))
+    printed = capsys.readouterr().out
+    assert "sanitize-memcheck: every check passed; ERROR SUMMARY: 0 errors" in printed
+    assert "sanitize-racecheck: [gpu_suite] stopped after 120 s" in printed
