@@ -35,7 +35,8 @@ def require_gpu() -> None:
     reason = gpu_unavailable_reason()
     if reason:
         raise NoGPU(f"this command needs a CUDA GPU: {reason}. Without one, `python bench.py --list`, "
-                    "`python bench.py LAYER --compile-only` and `make test` still work.")
+                    "`python bench.py LAYER --compile-only`, `python bench.py LAYER --emulate` (checks on the "
+                    "CPU emulator, no timing) and `make test` still work.")
 
 
 @lru_cache(maxsize=None)
