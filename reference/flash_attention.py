@@ -55,7 +55,8 @@ def flash_attention_backward(dout: torch.Tensor, qkv: torch.Tensor, out: torch.T
     y = out.view(B, T, NH, HS).permute(0, 2, 1, 3)
     # Recompute the probabilities from q, k and the saved log-sum-exp: no row maximum or sum needed.
     scores = (q @ k.transpose(-2, -1)) * scale
-    P = torch.where(mask, torch.exp(scores - lse.unsqueeze(-1)), torch.zeros((), dtype=scores.dtype))
+    # lse is fp32 whatever the dtype: cast it so P keeps the operands' dtype (bf16 in the baselines).
+    P = torch.where(mask, torch.exp(scores - lse.unsqueeze(-1).to(scores.dtype)), torch.zeros((), dtype=scores.dtype))
     dv = P.transpose(-2, -1) @ dy
     dP = dy @ v.transpose(-2, -1)
     # The softmax backward's row dot product, from the output instead of from P and dP (a T-long sum

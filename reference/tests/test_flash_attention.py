@@ -102,3 +102,17 @@ def test_backward_uses_the_saved_out_and_lse(tensors):
     torch.testing.assert_close(changed[..., 2 * C:], base[..., 2 * C:], rtol=1e-12, atol=1e-12)
     if qkv.shape[1] > 1:  # with one key, dS = P (dP - D) is 0 whatever D is
         assert not torch.allclose(changed[..., :2 * C], base[..., :2 * C])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_backward_keeps_the_operands_dtype_with_an_fp32_lse(dtype):
+    """The baselines run the reference in the op's dtype with lse in fp32, as the kernels store it."""
+    g = torch.Generator().manual_seed(3)
+    B, T, NH, HS = 1, 9, 2, 8
+    qkv = torch.randn(B, T, 3 * NH * HS, generator=g, dtype=torch.float64)
+    dout = torch.randn(B, T, NH * HS, generator=g, dtype=torch.float64)
+    out, lse = flash_attention_forward(qkv, NH)
+    want = flash_attention_backward(dout, qkv, out, lse, NH)
+    got = flash_attention_backward(dout.to(dtype), qkv.to(dtype), out.to(dtype), lse.float(), NH)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.double(), want, rtol=0.05, atol=0.05)
