@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+STARTED = time.monotonic()  # the budget counts from here: importing torch and the registry takes seconds
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
@@ -48,11 +49,13 @@ def bench_commands(logs: Path, layers: list[str]) -> list:
 
 
 def keep_train_log(logs: Path) -> None:
-    """The GPT-2 run's log is a result: it goes beside the benchmarks in results/."""
-    from harness.ceilings import gpu_slug
+    """The GPT-2 run's log is a result: it goes beside the benchmarks in results/. (The GPU's name
+    is asked in a child process, so this long-lived one never holds a CUDA context.)"""
     from harness.report import RESULTS_DIR
 
-    (RESULTS_DIR / f"train-{gpu_slug()}.log").write_text((logs / "train.log").read_text())
+    slug = subprocess.run([PY, "-c", "from harness.ceilings import gpu_slug; print(gpu_slug())"], cwd=ROOT,
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (RESULTS_DIR / f"train-{slug}.log").write_text((logs / "train.log").read_text())
 
 
 def parallel_workers(workers: int = 4) -> list[str]:
@@ -68,6 +71,14 @@ def sanitizer() -> str:
     import shutil
 
     return shutil.which("compute-sanitizer") or "/usr/local/cuda/bin/compute-sanitizer"
+
+
+def sanitized(tool: str) -> list[str]:
+    """harness.sanitize under compute-sanitizer. torch's caching allocator is switched off, so every
+    buffer is its own allocation and an access past its end is out of bounds, not in a neighbour's
+    memory; API errors that torch and CuPy provoke and handle (probing for symbols) are not reported."""
+    return ["env", "PYTORCH_NO_CUDA_MEMORY_CACHING=1", sanitizer(), "--tool", tool, "--report-api-errors", "no",
+            "--error-exitcode", "9", PY, "-m", "harness.sanitize", "--first-config"]
 
 
 def stages(logs: Path, data: Path) -> dict[str, Stage]:
@@ -95,14 +106,30 @@ def stages(logs: Path, data: Path) -> dict[str, Stage]:
                                          *parallel_workers()])]),
         # compute-sanitizer over every kernel variant at the small test shapes (harness/sanitize.py):
         # out-of-bounds and misaligned accesses, then shared-memory races on the GPU's own schedule.
-        Stage("sanitize", 300, [
-            ("sanitize-memcheck", [sanitizer(), "--tool", "memcheck", "--error-exitcode", "9", PY, "-m",
-                                   "harness.sanitize", "--first-config"]),
-            ("sanitize-racecheck", [sanitizer(), "--tool", "racecheck", "--error-exitcode", "9", PY, "-m",
-                                    "harness.sanitize", "--first-config"])]),
+        Stage("sanitize", 300, [(f"sanitize-{tool}", sanitized(tool)) for tool in ("memcheck", "racecheck")]),
         Stage("notebooks", 600, [("notebooks", [PY, "-m", "pytest", "--nbmake", "--nbmake-timeout=900",
                                                 "notebooks", "-q"])]),
     ]}
+
+
+def kill_tree(pid: int) -> None:
+    """Kill a stage's process, its process group, and descendants that started sessions of their own
+    (a notebook's Jupyter kernel does), so nothing keeps the GPU busy into the next stage."""
+    try:
+        import psutil
+
+        descendants = psutil.Process(pid).children(recursive=True)
+    except Exception:  # no psutil, or the process is already gone
+        descendants = []
+    for child in descendants:
+        try:
+            child.kill()
+        except Exception:
+            pass
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # the group ended on its own meanwhile
+        pass
 
 
 def run_command(argv: list[str], log: Path, timeout_s: float) -> tuple[str, int | None]:
@@ -118,7 +145,7 @@ def run_command(argv: list[str], log: Path, timeout_s: float) -> tuple[str, int 
         try:
             rc = process.wait(timeout=max(timeout_s, 1))
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            kill_tree(process.pid)
             process.wait()
             out.write(f"\n[gpu_suite] stopped after {timeout_s:.0f} s: the stage's share of the budget\n")
             return "timed out", None
@@ -126,9 +153,9 @@ def run_command(argv: list[str], log: Path, timeout_s: float) -> tuple[str, int 
 
 
 def run_stages(chosen: list[Stage], logs: Path, budget_s: float, reserve_s: float, min_stage_s: float = 20,
-               clock=time.monotonic) -> list[dict]:
+               clock=time.monotonic, start: float | None = None) -> list[dict]:
     """Each stage in turn, within its cap and what is left of the budget; how each one ended."""
-    start = clock()
+    start = clock() if start is None else start
     outcomes = []
     for stage in chosen:
         stage_start = clock()
@@ -154,7 +181,10 @@ def run_stages(chosen: list[Stage], logs: Path, budget_s: float, reserve_s: floa
         if failures and status == "ok":
             status = "failed: " + ", ".join(failures)
         if status == "ok" and stage.after:
-            stage.after(logs)
+            try:
+                stage.after(logs)
+            except Exception as exc:  # the stage's own output is safe in its log; say what went wrong
+                status = f"failed: after the stage: {type(exc).__name__}: {exc}"
         outcomes.append({"stage": stage.name, "status": status, "seconds": round(clock() - stage_start, 1)})
         print(f"[gpu_suite] {stage.name}: {status} ({outcomes[-1]['seconds']} s)", flush=True)
     return outcomes
@@ -190,15 +220,19 @@ def main(argv=None) -> int:
     if unknown:
         print(f"error: unknown stages {unknown}; valid: {', '.join(available)}", file=sys.stderr)
         return 2
-    outcomes = run_stages([available[name] for name in names], args.logs, args.budget, args.reserve)
-    (args.logs / "stages.json").write_text(json.dumps(outcomes, indent=1))
-    from harness.summary import main as summary
+    outcomes = []
+    try:
+        outcomes = run_stages([available[name] for name in names], args.logs, args.budget, args.reserve,
+                              start=STARTED)
+    finally:  # whatever happened, what was measured comes back
+        (args.logs / "stages.json").write_text(json.dumps(outcomes, indent=1))
+        from harness.summary import main as summary
 
-    summary(str(args.logs))
-    print("stages: " + "; ".join(f"{o['stage']} {o['status']} ({o['seconds']} s)" for o in outcomes))
-    if args.pack:
-        print(f"packed {pack(args.pack, args.logs)}")
-    return 0 if all(o["status"] == "ok" for o in outcomes) else 1
+        summary(str(args.logs))
+        print("stages: " + "; ".join(f"{o['stage']} {o['status']} ({o['seconds']} s)" for o in outcomes))
+        if args.pack:
+            print(f"packed {pack(args.pack, args.logs)}")
+    return 0 if outcomes and all(o["status"] == "ok" for o in outcomes) else 1
 
 
 if __name__ == "__main__":

@@ -1,14 +1,17 @@
 """Every kernel variant checked once at each small test shape: a short GPU workload to run under
 NVIDIA's compute-sanitizer, which sees what neither the CPU emulator nor an output check can.
 
-    compute-sanitizer --tool memcheck --error-exitcode 9 python -m harness.sanitize
-    compute-sanitizer --tool racecheck --error-exitcode 9 python -m harness.sanitize --first-config
+    PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --report-api-errors no \
+        --error-exitcode 9 python -m harness.sanitize --first-config
+    (the same with --tool racecheck; `make gpu-sanitize` runs both)
 
-memcheck reports out-of-bounds and misaligned accesses even when they happen to read harmless
-values; racecheck reports shared-memory hazards on the GPU's real schedule (the emulator runs warps
-in one legal order only). Library variants (cuBLAS through torch, no .cu file) are skipped: their
-kernels are not ours. Each check still compares the outputs with the float64 reference, so the run
-also fails on a wrong answer. `--device cpu` runs the same checks on the emulator (no sanitizer).
+Without torch's caching allocator every buffer is its own allocation, so an access past its end is
+out of bounds rather than inside a neighbouring tensor's memory. memcheck reports out-of-bounds and
+misaligned accesses even when they happen to read harmless values; racecheck reports shared-memory
+hazards on the GPU's real schedule (the emulator runs warps in one legal order only). Library
+variants (cuBLAS through torch, no .cu file) are skipped: their kernels are not ours. Each check
+still compares the outputs with the float64 reference, so the run also fails on a wrong answer.
+`--device cpu` runs the same checks on the emulator (no sanitizer).
 """
 from __future__ import annotations
 

@@ -70,14 +70,17 @@ def repeats_within(call_us: float, repeats: int, budget_us: float = ROW_BUDGET_U
 def time_cuda(fn, flusher: L2Flusher | None, warmup: int = 5, repeats: int = 100) -> Timing:
     """Time `fn()` (which only enqueues GPU work) with a pair of CUDA events per call; fewer than
     `repeats` calls when each takes long (repeats_within; Timing.repeats says how many)."""
+    if warmup:
+        fn()  # the first call may compile (a torch.compile baseline) or load: not part of the estimate
+        torch.cuda.synchronize()
     warm_start, warm_end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     warm_start.record()
-    for _ in range(warmup):
+    for _ in range(warmup - 1):
         fn()
     warm_end.record()
     torch.cuda.synchronize()
-    if warmup:
-        repeats = repeats_within(warm_start.elapsed_time(warm_end) * 1000.0 / warmup, repeats)
+    if warmup > 1:
+        repeats = repeats_within(warm_start.elapsed_time(warm_end) * 1000.0 / (warmup - 1), repeats)
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
     for start, end in zip(starts, ends):

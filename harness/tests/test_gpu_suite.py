@@ -25,6 +25,24 @@ def test_stages_run_in_order_and_report_how_each_ended(tmp_path):
     assert after_calls == [tmp_path]  # only the stage that succeeded
 
 
+def test_a_failing_after_step_fails_its_stage_not_the_suite(tmp_path):
+    def broken(logs):
+        raise OSError("no results folder")
+
+    chosen = [Stage("train", 30, [("train", python("pass"))], after=broken), Stage("next", 30, [("n", python("pass"))])]
+    outcomes = run_stages(chosen, tmp_path, budget_s=60, reserve_s=0, min_stage_s=1)
+    assert outcomes[0]["status"] == "failed: after the stage: OSError: no results folder"
+    assert outcomes[1]["status"] == "ok"
+
+
+def test_the_sanitizer_sees_every_buffer_as_its_own_allocation():
+    from harness.gpu_suite import sanitized
+
+    command = sanitized("racecheck")
+    assert command[:2] == ["env", "PYTORCH_NO_CUDA_MEMORY_CACHING=1"]
+    assert command[command.index("--tool") + 1] == "racecheck" and "--report-api-errors" in command
+
+
 def test_a_missing_program_fails_its_stage_not_the_suite(tmp_path):
     chosen = [Stage("sanitize", 30, [("sanitize", ["/nonexistent/compute-sanitizer", "--tool", "memcheck"])]),
               Stage("after", 30, [("after", python("print('ran')"))])]
