@@ -187,14 +187,19 @@ def emulate(ops, args) -> int:
 
     failures = 0
     for op in ops:
-        dims = parse_shape(args.shape, op) if args.shape else min(op.shapes, key=lambda d: math.prod(d))
+        shapes = [parse_shape(args.shape, op)] if args.shape else sorted(op.shapes, key=math.prod)
         for dtype in ("fp32", "bf16") if args.dtype == "all" else (args.dtype,):
             variants = [v for v in select(args, op) if dtype in v.dtypes]
-            if not variants:
-                continue
-            case = Case(op, dtype, dims, device="cpu")
+            cases = {}  # one Case per shape, shared by the variants checked at it
             for variant in variants:
-                for config in selected_configs(variant, args.block_size):
+                configs = selected_configs(variant, args.block_size)
+                # Without --shape, the smallest test shape the variant accepts (the fused attention
+                # kernels, say, refuse the tiny head sizes that come first).
+                dims = next((d for d in shapes if any(not variant.refusal(d, dtype, c) for c in configs)), shapes[0])
+                if tuple(dims) not in cases:
+                    cases[tuple(dims)] = Case(op, dtype, dims, device="cpu")
+                case = cases[tuple(dims)]
+                for config in configs:
                     label = f"{variant.id} {dtype} {op.format_dims(dims)} {config}"
                     reason = variant.refusal(dims, dtype, config)
                     if reason:

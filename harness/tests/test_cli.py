@@ -104,3 +104,11 @@ def test_bad_shape_from_the_command_line_exits_2():
     result = bench("layernorm", "--emulate", "--shape", "1,3")
     assert result.returncode == 2
     assert "give 3 integers B,T,C" in result.stderr
+
+
+def test_emulate_without_a_shape_takes_the_smallest_one_each_variant_accepts():
+    """The fused tensor-core variants refuse the tiny head sizes the test shapes start with."""
+    result = bench("flash_attention", "--variant", "2", "--emulate")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok      flash_attention.forward/2 bf16 (B=1,T=70,NH=2,HS=64)" in result.stdout
+    assert "ok      flash_attention.backward/2 bf16 (B=1,T=70,NH=2,HS=64)" in result.stdout
