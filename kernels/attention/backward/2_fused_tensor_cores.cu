@@ -16,26 +16,11 @@
  * lets the two directions work independently. bf16 only, HS = 64 (GPT-2's head size).
  * Run: python bench.py attention --pass backward --variant 2
  */
-#include <mma.h>
+#include "attention/tiles.cuh"  // the tile geometry, accumulate_product, store_rows and copy_window
 
-#include "common.cuh"
-#include "staged_copy.cuh"  // copy_window: 16-byte copies into shared slices, zero-filled tails
+using namespace attention_tiles;
 
-#ifndef WB_BF16
-#error "tensor-core WMMA variant: bf16 only (fp32 operands have no tensor-core path without TF32)"
-#endif
-
-using namespace nvcuda;
-
-constexpr int HS = 64;                 // head size: the launch refuses others
-constexpr int TILE = 64;               // query (or key) rows per block and per tile
-constexpr int WARPS = 4;               // 16 rows each
-constexpr int THREADS = 32 * WARPS;
-constexpr int PITCH = HS + 8;          // bf16 shared rows of q, k, v, dout and probabilities
 constexpr int ATT_PITCH = TILE + 2;    // 33 words: a column of the att tile spans all 32 banks
-constexpr int FRAGS = TILE / 16;
-
-typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> Accumulator;
 
 // S (16 x 64 floats, row-major) = rows (16 x HS, a row-major shared tile) @ cols^T, where cols is a
 // 64 x HS row-major shared tile whose rows become S's columns (read column-major).
@@ -55,37 +40,6 @@ __device__ __forceinline__ void rows_times_cols(float* S, const floatX (*rows)[P
         wmma::store_matrix_sync(S + 16 * j, acc, TILE, wmma::mem_row_major);
     }
     __syncwarp();  // the whole tile is in S before any lane reads another lane's part
-}
-
-// acc[j] (16 x HS) += P (16 x 64, bf16, row-major shared) @ tile (64 x HS, row-major shared).
-__device__ __forceinline__ void accumulate_product(Accumulator* acc, const floatX (*P)[PITCH],
-                                                   const floatX (*tile)[PITCH]) {
-#pragma unroll
-    for (int kk = 0; kk < TILE; kk += 16) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::row_major> a;
-        wmma::load_matrix_sync(a, &P[0][kk], PITCH);
-#pragma unroll
-        for (int j = 0; j < FRAGS; j++) {
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, floatX, wmma::row_major> b;
-            wmma::load_matrix_sync(b, &tile[kk][16 * j], PITCH);
-            wmma::mma_sync(acc[j], a, b, acc[j]);
-        }
-    }
-}
-
-// Write a warp's 16 x HS accumulator rows to dst + row * ld (rows first_row.., those < T), through S.
-__device__ __forceinline__ void store_rows(floatX* dst, size_t ld, int first_row, int T, Accumulator* acc, float* S,
-                                           int lane) {
-    __syncwarp();  // every lane is done reading S
-#pragma unroll
-    for (int j = 0; j < FRAGS; j++) wmma::store_matrix_sync(S + 16 * j, acc[j], TILE, wmma::mem_row_major);
-    __syncwarp();
-    for (int r = 0; r < 16; r++) {
-        if (first_row + r >= T) break;
-        floatX* o = dst + (size_t)(first_row + r) * ld;
-        o[lane] = from_float<floatX>(S[r * TILE + lane]);
-        o[lane + 32] = from_float<floatX>(S[r * TILE + lane + 32]);
-    }
 }
 
 // Stage v's key tile kt in kv_tile, once every warp is done with the previous tile, and compute
@@ -172,10 +126,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) attention_backward_dq(
 }
 
 // dk and dv. Grid (ceil(T / 64), B * NH): a block owns 64 keys. Dynamic shared memory: DKDV_SHARED bytes.
-constexpr int TILE_BYTES = TILE * PITCH * 2;
-constexpr int ATT_BYTES = TILE * ATT_PITCH * 2;
-constexpr int SCORE_BYTES = WARPS * 16 * TILE * 4;
-constexpr int PROB_BYTES = WARPS * 16 * PITCH * 2;
+constexpr int ATT_BYTES = TILE * ATT_PITCH * 2;  // TILE_BYTES, SCORE_BYTES and PROB_BYTES: tiles.cuh
 constexpr int DKDV_SHARED = 2 * TILE_BYTES + ATT_BYTES + SCORE_BYTES + 2 * PROB_BYTES + TILE * 4;
 
 extern "C" __global__ void __launch_bounds__(THREADS) attention_backward_dkdv(

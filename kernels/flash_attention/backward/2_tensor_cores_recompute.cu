@@ -18,9 +18,9 @@
  * (GPT-2's head size).
  * Run: python bench.py flash_attention --pass backward --variant 2
  */
-#include "flash_attention/tiles.cuh"  // the tile geometry, WMMA helpers and copy_window
+#include "attention/tiles.cuh"  // the tile geometry, WMMA helpers and copy_window
 
-using namespace flash;
+using namespace attention_tiles;
 
 // Dynamic shared memory of each kernel (bytes; backward.py mirrors both). Parts are carved in the
 // order listed, each a multiple of 32 bytes as fragment loads need.

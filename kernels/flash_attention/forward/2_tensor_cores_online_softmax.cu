@@ -18,9 +18,9 @@
  * size).
  * Run: python bench.py flash_attention --variant 2
  */
-#include "flash_attention/tiles.cuh"  // the tile geometry, WMMA helpers and copy_window
+#include "attention/tiles.cuh"  // the tile geometry, WMMA helpers and copy_window
 
-using namespace flash;
+using namespace attention_tiles;
 
 // Dynamic shared memory, carved in this order (each part a multiple of 32 bytes, as fragment loads
 // need): q, k and v tiles, then per warp a 16 x 64 fp32 tile (scores, then the tile's P v) and a

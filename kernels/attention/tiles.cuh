@@ -1,10 +1,11 @@
-// The tile geometry and WMMA building blocks of flash attention's tensor-core variants (forward 2,
-// backward 2): a block takes 64 rows (queries or keys) of one (b, h), each of its 4 warps 16 of them;
-// the other side arrives in 64 x HS tiles staged in shared memory (staged_copy.cuh). A warp's own 16
-// rows are block-invariant, so they live in registers as matrix_a fragments for the whole key (or
-// query) loop. Score-sized results leave the accumulators through a per-warp 16 x 64 fp32 tile in
-// shared memory, because a fragment's element-to-lane layout is opaque; lane c then owns columns c
-// and c + 32 of every row, which keeps a row's reads conflict-free.
+// The tile geometry and WMMA building blocks of the tensor-core attention kernels (attention
+// backward 2, flash attention forward 2 and backward 2): a block takes 64 rows (queries or keys) of
+// one (b, h), each of its 4 warps 16 of them; the other side arrives in 64 x HS tiles staged in
+// shared memory (staged_copy.cuh). A warp's own 16 rows are block-invariant, so they can live in
+// registers as matrix_a fragments for the whole key (or query) loop. Score-sized results leave the
+// accumulators through a per-warp 16 x 64 fp32 tile in shared memory, because a fragment's
+// element-to-lane layout is opaque; lane c then owns columns c and c + 32 of every row, which keeps
+// a row's reads conflict-free.
 #pragma once
 #include <mma.h>
 
@@ -15,7 +16,7 @@
 #error "tensor-core WMMA variant: bf16 only (fp32 operands have no tensor-core path without TF32)"
 #endif
 
-namespace flash {
+namespace attention_tiles {
 
 using namespace nvcuda;
 
@@ -107,4 +108,4 @@ __device__ __forceinline__ void store_rows(floatX* dst, size_t ld, int first_row
     }
 }
 
-}  // namespace flash
+}  // namespace attention_tiles
