@@ -35,6 +35,7 @@ class Stage:
     cap_s: int  # the most this stage may take, whatever the budget
     commands: list = field(default_factory=list)  # (log name, argv), run in turn
     after: object = None  # called with the logs folder when every command succeeded
+    chained: bool = False  # each command needs the one before: stop at the first that fails
 
 
 def bench_commands(logs: Path, layers: list[str]) -> list:
@@ -100,7 +101,7 @@ def stages(logs: Path, data: Path) -> dict[str, Stage]:
             ("prepro", [PY, "trainer/prepro.py", "tinyshakespeare", "--input", str(data / "tinyshakespeare.txt"),
                         "--vocab", str(data / "gpt2.tiktoken")]),
             ("select", [PY, "bench.py", "--select", "best.yaml"]),
-            ("train", train)], after=keep_train_log),
+            ("train", train)], after=keep_train_log, chained=True),
         Stage("tests", 420, [("pytest", [PY, "-m", "pytest", "kernels", "harness", "reference", "trainer",
                                          "-m", "not emulated", "-q", "-rs", "--junitxml", str(logs / "pytest.xml"),
                                          *parallel_workers()])]),
@@ -176,7 +177,7 @@ def run_stages(chosen: list[Stage], logs: Path, budget_s: float, reserve_s: floa
                 break
             if result == "failed":
                 failures.append(f"{log_name} exit {rc}")
-                if stage.name in ("compile", "train"):  # the later commands need the earlier ones
+                if stage.chained:
                     break
         if failures and status == "ok":
             status = "failed: " + ", ".join(failures)
