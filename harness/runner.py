@@ -4,6 +4,9 @@ Every launch configuration that is timed is first checked (poisoned outputs, flo
 and re-checked after timing; a configuration that fails is reported and never timed. Baselines
 (PyTorch eager, torch.compile) are timed in the same run on the same inputs, and every row's
 speed-up is a ratio against them.
+
+On device "cpu" the variants run on the emulator and are timed by the wall clock: the same checks,
+rows and ratios, so the tests exercise this module without a GPU, but no number means anything.
 """
 from __future__ import annotations
 
@@ -13,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from harness.check import Case, check_variant, run_check
+from harness.check import Case, check_variant, run_check, synchronize
 from harness.contract import Op, Variant
 from harness.errors import GPUFault, UserError
-from harness.timing import L2Flusher, time_cuda
+from harness.timing import L2Flusher, time_cuda, time_wall
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,18 +85,34 @@ def git_commit() -> str:
         return "unknown"
 
 
-def environment() -> dict:
-    import cupy
+def driver_cuda() -> str:
+    """The CUDA version the driver supports ("none" without a driver)."""
+    try:
+        import cupy
 
+        driver = cupy.cuda.runtime.driverGetVersion()
+    except Exception:  # no CuPy, or no driver (the emulator's runs)
+        return "none"
+    return f"{driver // 1000}.{driver % 1000 // 10}"
+
+
+def cupy_version() -> str:
+    try:
+        import cupy
+    except ImportError:
+        return "not installed"
+    return cupy.__version__
+
+
+def environment(device: str = "cuda") -> dict:
     from harness.compile import nvrtc_version
 
-    driver = cupy.cuda.runtime.driverGetVersion()
     return {
-        "gpu": torch.cuda.get_device_name(),
-        "driver_cuda": f"{driver // 1000}.{driver % 1000 // 10}",
+        "gpu": torch.cuda.get_device_name() if device == "cuda" else "CPU emulator (times are meaningless)",
+        "driver_cuda": driver_cuda(),
         "torch": torch.__version__,
         "torch_cuda": torch.version.cuda,
-        "cupy": cupy.__version__,
+        "cupy": cupy_version(),
         "nvrtc": ".".join(map(str, nvrtc_version())),
         "commit": git_commit(),
     }
@@ -117,11 +136,18 @@ def selected_configs(variant: Variant, block_sizes: list[int] | None) -> list[di
 
 def bench_op(op: Op, dtype: str, dims, variants: list[Variant], *, block_sizes: list[int] | None = None,
              baselines: list[str] | None = None, repeats: int = 100, warmup: int = 10, ceilings: dict,
-             on_step=None, seed: int = 0) -> Run:
+             on_step=None, seed: int = 0, device: str = "cuda") -> Run:
     """Check and time `variants` (each at its configurations) and the named baselines."""
     dims = op.make_dims(dims)
-    case = Case(op, dtype, dims, seed=seed, device="cuda")
-    flusher = L2Flusher()
+    case = Case(op, dtype, dims, seed=seed, device=device)
+    if device == "cuda":
+        flusher = L2Flusher()
+
+        def timed(fn):
+            return time_cuda(fn, flusher, warmup=warmup, repeats=repeats).as_dict()
+    else:
+        def timed(fn):
+            return time_wall(fn, warmup=min(warmup, 1), repeats=repeats).as_dict()
     rows: list[Row] = []
     step = on_step or (lambda description: None)
 
@@ -130,7 +156,7 @@ def bench_op(op: Op, dtype: str, dims, variants: list[Variant], *, block_sizes: 
         row = Row(kind="baseline", label=name)
         try:
             fn = op.baselines[name](case.inputs, dims)
-            row.timing = time_cuda(fn, flusher, warmup=warmup, repeats=repeats).as_dict()
+            row.timing = timed(fn)
             rate_row(row, op, dims, dtype, ceilings)
         except Exception as exc:  # e.g. torch.compile without a working Triton: say so, keep going
             row.status, row.note = "unavailable", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
@@ -157,7 +183,7 @@ def bench_op(op: Op, dtype: str, dims, variants: list[Variant], *, block_sizes: 
             except Exception as exc:  # a launch the driver refuses, a CUDA error: report it, go on
                 row.status, row.note = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
                 try:
-                    torch.cuda.synchronize()
+                    synchronize(device)
                 except Exception:  # a sticky error (an illegal address): this process's context is gone
                     sizes = f" --block-size {config['block_size']}" if "block_size" in config else ""
                     raise GPUFault(
@@ -170,7 +196,7 @@ def bench_op(op: Op, dtype: str, dims, variants: list[Variant], *, block_sizes: 
             if not result.passed:
                 row.status, row.note = "failed", result.describe()
                 continue
-            row.timing = time_cuda(launch, flusher, warmup=warmup, repeats=repeats).as_dict()
+            row.timing = timed(launch)
             after = run_check(case, launch, result.label + " after timing", poison=False)
             if not after.passed:
                 row.status, row.note = "failed", after.describe()
@@ -185,4 +211,4 @@ def bench_op(op: Op, dtype: str, dims, variants: list[Variant], *, block_sizes: 
                 row.speedup[baseline.label] = baseline.median_us / row.median_us
 
     return Run(op=op.id, dtype=dtype, shape=dims._asdict(), bytes=op.bytes_moved(dims, dtype),
-               flops=op.flops(dims), bound=op.bound, ceilings=ceilings, environment=environment(), rows=rows)
+               flops=op.flops(dims), bound=op.bound, ceilings=ceilings, environment=environment(device), rows=rows)

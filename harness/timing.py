@@ -7,6 +7,7 @@ from the cache left warm by the previous repetition.
 from __future__ import annotations
 
 import statistics
+import time
 from dataclasses import dataclass
 
 import torch
@@ -91,3 +92,16 @@ def time_cuda(fn, flusher: L2Flusher | None, warmup: int = 5, repeats: int = 100
         end.record()
     torch.cuda.synchronize()
     return summarize([start.elapsed_time(end) * 1000.0 for start, end in zip(starts, ends)])
+
+
+def time_wall(fn, warmup: int = 1, repeats: int = 3) -> Timing:
+    """Wall-clock time of `fn()` (which runs to completion), for the CPU emulator: the runner's logic
+    is exercised end to end without a GPU, and the times say nothing about a kernel's speed."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - began) * 1e6)
+    return summarize(samples)

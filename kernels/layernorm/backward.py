@@ -49,10 +49,16 @@ def _aten_backward(dout, inp, mean, rstd, weight, bias, C):
         dout, inp, (C,), mean, rstd, weight, bias, [True, True, True])
 
 
+def aten_statistics(t):
+    """mean and rstd as aten's forward returns them: shaped (B, T, 1), in fp32 on a GPU (the CUDA
+    kernel accumulates in fp32 for bf16 inputs) but in the input's dtype on the CPU."""
+    dtype = torch.float32 if t["inp"].is_cuda else t["inp"].dtype
+    return t["mean"].unsqueeze(-1).to(dtype), t["rstd"].unsqueeze(-1).to(dtype)
+
+
 def torch_eager(t, dims):
     dout, inp, weight = t["dout"], t["inp"], t["weight"]
-    # aten wants the statistics shaped like the forward returns them: (B, T, 1).
-    mean, rstd = t["mean"].unsqueeze(-1), t["rstd"].unsqueeze(-1)
+    mean, rstd = aten_statistics(t)
     bias = torch.zeros_like(weight)  # a placeholder: the backward never reads the bias values
     C = dims.C
     return lambda: _aten_backward(dout, inp, mean, rstd, weight, bias, C)
@@ -60,7 +66,7 @@ def torch_eager(t, dims):
 
 def torch_compiled(t, dims):
     dout, inp, weight = t["dout"], t["inp"], t["weight"]
-    mean, rstd = t["mean"].unsqueeze(-1), t["rstd"].unsqueeze(-1)
+    mean, rstd = aten_statistics(t)
     bias = torch.zeros_like(weight)
     C = dims.C
     compiled = torch.compile(
