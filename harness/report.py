@@ -28,8 +28,12 @@ def row_cells(row: Row) -> list[str]:
     time_cell = f"{timing['median_us']:.2f} ({timing['q3_us'] - timing['q1_us']:.2f})"
     check = "baseline" if row.kind == "baseline" else f"ok {_fmt(row.tolerance_used and 100 * row.tolerance_used, '.0f')}% tol"
     return [row.label, config, time_cell, _fmt(row.gbps, ".0f"), _fmt(row.tflops, ".2f"),
-            _fmt(row.pct_of_ceiling, ".1f"), _fmt(row.speedup.get("torch eager"), ".2f") + "x",
-            _fmt(row.speedup.get("torch.compile"), ".2f") + "x", check]
+            _fmt(row.pct_of_ceiling, ".1f"), _speedup(row, "torch eager"), _speedup(row, "torch.compile"), check]
+
+
+def _speedup(row: Row, baseline: str) -> str:
+    value = row.speedup.get(baseline)
+    return "-" if value is None else f"{value:.2f}x"
 
 
 def run_title(run: Run) -> str:
@@ -40,12 +44,33 @@ def run_title(run: Run) -> str:
             f"ceiling {ceiling}")
 
 
+def plain_table(run: Run) -> str:
+    """The run as aligned text with nothing wrapped or cut, for logs and pipes."""
+    rows = [list(COLUMNS)] + [row_cells(row) for row in run.rows]
+    widths = [max(len(cells[i]) for cells in rows) for i in range(len(COLUMNS))]
+    left = {"variant", "config", "check"}
+
+    def line(cells):
+        return "  ".join(cell.ljust(w) if name in left else cell.rjust(w)
+                         for name, cell, w in zip(COLUMNS, cells, widths)).rstrip()
+
+    return "\n".join([run_title(run), line(rows[0]), "  ".join("-" * w for w in widths)] +
+                     [line(cells) for cells in rows[1:]])
+
+
 def print_run(run: Run, console=None) -> None:
-    """A rich table on a terminal; rich prints plain text when the output is piped."""
+    """A rich table on a terminal or in a notebook; aligned plain text when the output goes to a pipe
+    or a file (a rich table squeezed to a pipe's 80 columns wraps every cell)."""
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console()
+    if not (console.is_terminal or console.is_jupyter):
+        console.print(plain_table(run), soft_wrap=True, markup=False, highlight=False)
+        for row in run.rows:
+            if row.status == "failed":
+                console.print(f"FAILED {row.note}", soft_wrap=True, markup=False, highlight=False)
+        return
     table = Table(title=run_title(run), title_justify="left")
     for column in COLUMNS:
         table.add_column(column, justify="left" if column in ("variant", "config", "check") else "right")

@@ -112,3 +112,40 @@ def test_emulate_without_a_shape_takes_the_smallest_one_each_variant_accepts():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok      flash_attention.forward/2 bf16 (B=1,T=70,NH=2,HS=64)" in result.stdout
     assert "ok      flash_attention.backward/2 bf16 (B=1,T=70,NH=2,HS=64)" in result.stdout
+
+
+
+@pytest.mark.emulated
+def test_the_timing_command_writes_json_saves_and_exits_1_on_a_wrong_variant(tmp_path, monkeypatch, capsys):
+    """`bench.py LAYER` past its GPU check, with the GPU's services stood in for: the runner on the CPU
+    emulator, fixed ceilings, results saved to a temporary folder. What is tested is the command:
+    which runs it makes, --json, --save, the table, and exit code 1 when a variant fails its check."""
+    from dataclasses import replace
+
+    from harness import cli, gpu, report, runner
+    from harness.ceilings import gpu_slug
+    from harness.registry import find_ops
+
+    ceilings = {"gpu": "CPU emulator", "copy_gbps": 100.0, "gemm_tflops": {"fp32": 1.0, "bf16": 2.0}}
+    monkeypatch.setattr(gpu, "require_gpu", lambda: None)
+    monkeypatch.setattr("harness.ceilings.ceilings", lambda: ceilings)
+    emulated, save = runner.bench_op, report.save_results
+    monkeypatch.setattr(runner, "bench_op", lambda *a, **k: emulated(*a, **(k | {"device": "cpu", "warmup": 1})))
+    monkeypatch.setattr(report, "save_results", lambda runs: save(runs, tmp_path))
+
+    argv = ["layernorm", "--pass", "forward", "--shape", "2,3,64", "--block-size", "128", "--repeats", "2",
+            "--no-compile-baseline", "--json", str(tmp_path / "run.json")]
+    assert cli.main(argv + ["--dtype", "all", "--save"]) == 0
+    out = capsys.readouterr().out
+    assert "layernorm.forward fp32" in out and "layernorm.forward bf16" in out and "torch eager" in out
+    runs = report.load_results(tmp_path / "run.json")
+    assert sorted(runs) == ["layernorm.forward bf16 B=2,T=3,C=64", "layernorm.forward fp32 B=2,T=3,C=64"]
+    assert all(run.passed and len(run.rows) == 1 + 6 for run in runs.values())  # eager, six variants
+    [environment] = {run.environment["gpu"] for run in runs.values()}
+    assert report.load_results(tmp_path / f"{gpu_slug(environment)}.json").keys() == runs.keys()
+
+    [op] = find_ops("layernorm", "forward")
+    launches_nothing = replace(op.variants[0], launch=lambda k, a, s, **config: None)  # the poison stays
+    monkeypatch.setattr(op, "variants", [launches_nothing, *op.variants[1:]])
+    assert cli.main(argv + ["--variant", "1", "--dtype", "fp32"]) == 1
+    assert "correctness failures in: layernorm.forward fp32" in capsys.readouterr().out

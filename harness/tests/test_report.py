@@ -64,3 +64,21 @@ def test_plot_has_a_bar_per_timed_row():
     ax = plot_run(make_run())
     assert len(ax.patches) == 1  # the refused row and the unrated baseline have no bar
     assert ax.patches[0].get_width() == 80.0
+
+
+def test_piped_output_is_one_aligned_line_per_row():
+    """A rich table squeezed into a pipe's 80 columns wraps every cell; piped output is plain text."""
+    import io
+
+    from rich.console import Console
+
+    from harness.report import print_run
+
+    buffer = io.StringIO()
+    print_run(make_run(), Console(file=buffer, width=80))
+    title, header, rule, *rows = buffer.getvalue().splitlines()
+    assert title.startswith("layernorm.forward fp32") and header.split()[:2] == ["variant", "config"]
+    assert len(rows) == 3 and all(len(line) > 80 for line in rows[:2])  # not wrapped at the width
+    assert rows[1].split() == ["5:", "vectorized", "block_size=256", "20.00", "(0.00)", "2400", "-", "80.0",
+                               "1.60x", "-", "ok", "10%", "tol"]
+    assert header.index("vs eager") + len("vs eager") == rows[1].index("1.60x") + len("1.60x")  # right-aligned
