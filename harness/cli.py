@@ -293,11 +293,15 @@ def run(args) -> int:
                 break
             print_run(run_result, console)
             runs.append(run_result)
-    if args.json:
-        write_json(runs, args.json)
+            # Written after every run, not once at the end: a sweep stopped by a time limit (or
+            # Ctrl-C) keeps what it measured.
+            if args.json:
+                write_json(runs, args.json)
+            if args.save:
+                paths = save_results([run_result])
+    if args.json and runs:
         console.print(f"wrote {args.json}")
-    if args.save:
-        paths = save_results(runs)
+    if args.save and runs:
         console.print(f"saved {' and '.join(map(str, paths))}")
     if fault is not None:
         console.print(f"[bold red]GPU fault:[/] {fault}")
