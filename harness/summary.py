@@ -41,9 +41,11 @@ def main(out_dir: str) -> int:
         for item in json.loads(path.read_text())["runs"]:
             lines.append(describe(Run.from_dict(item)))
     train = out / "train.log"
-    if train.exists():  # the last step's line: loss, ms, tokens/s and MFU of the GPT-2 run
-        steps = [line for line in train.read_text().splitlines() if re.search(r"\bstep +\d+/\d+ \|", line)]
+    if train.exists():  # the GPT-2 run: its last step's line (the loss) and its summary (speed, memory)
+        text = train.read_text().splitlines()
+        steps = [line for line in text if re.search(r"\bstep +\d+/\d+ \|", line)]
         lines.append("train: " + (steps[-1].strip() if steps else "no step logged"))
+        lines += [f"train {line.strip()}" for line in text if line.startswith("summary:")][-1:]
     for log in sorted(out.glob("sanitize-*.log")):  # the checks' verdict and compute-sanitizer's own
         verdicts = [line.strip("= ").strip() for line in log.read_text().splitlines()
                     if "SUMMARY" in line or line.startswith(("every check passed", "[gpu_suite]"))

@@ -25,6 +25,32 @@ def peak_flops(device: torch.device, override_tflops: float = 0.0) -> float | No
     return next((peak for key, peak in GPU_PEAK_FLOPS if key in name), None)
 
 
+def peak_memory(device: torch.device) -> str:
+    """The most memory the run has held: on a GPU torch's allocator's peak (every buffer of both
+    engines is a torch allocation; CuPy only launches), on a CPU the process's peak resident size."""
+    if device.type == "cuda":
+        allocated, reserved = torch.cuda.max_memory_allocated(device), torch.cuda.max_memory_reserved(device)
+        return f"peak GPU memory {allocated / 2**30:.2f} GiB allocated ({reserved / 2**30:.2f} GiB reserved)"
+    import resource
+
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return f"peak process memory {rss_kib / 2**20:.2f} GiB resident"
+
+
+def run_summary(step_ms: list[tuple[int, float]], tokens_per_step: int, flops_per_step: float,
+                peak: float | None, device: torch.device) -> str:
+    """One line for the steps this run timed: the mean step time, tokens/s and MFU over all of them but
+    the first (it loads modules and fills the allocator's cache), and the peak memory."""
+    timed = step_ms[1:] if len(step_ms) > 1 else step_ms
+    if not timed:
+        return f"summary: no step run | {peak_memory(device)}"
+    mean_s = sum(ms for _, ms in timed) / len(timed) / 1000.0
+    mfu = "n/a" if not peak else f"{100 * flops_per_step / mean_s / peak:.1f}%"
+    which = f"steps {timed[0][0]}-{timed[-1][0]}" + (" (the first left out: warm-up)" if len(step_ms) > 1 else "")
+    return (f"summary: {which} | {1000 * mean_s:.1f} ms/step | {tokens_per_step / mean_s:,.0f} tok/s | "
+            f"MFU {mfu} | {peak_memory(device)}")
+
+
 class Logger:
     """Prints to the console (rich progress on a terminal) and appends the same lines to a log file."""
 

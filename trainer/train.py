@@ -34,7 +34,7 @@ from trainer.checkpoint import load_checkpoint, restore_rng, save_checkpoint
 from trainer.config import EOT_TOKEN, MODELS, TrainConfig, resolve_path
 from trainer.data import DataLoader
 from trainer.engine import Engine, TorchEngine
-from trainer.logger import Logger, peak_flops
+from trainer.logger import Logger, peak_flops, run_summary
 from trainer.model import flops_per_token, init_parameters, num_parameters
 from trainer.weights import load_weights
 
@@ -285,6 +285,7 @@ def run(cfg: TrainConfig, loaded=None, quiet: bool = False) -> list[dict]:
             train_loader.load_state(position)  # profiling must not move the data
             print_profile(log, engine.profile(x, y))
         flops_per_step = flops_per_token(model, T) * total
+        step_ms = []  # (step, ms) of the steps this run times, for the summary
 
         with _SigintFlag() as sigint:
             for step in range(start_step, max_steps + 1):
@@ -307,17 +308,20 @@ def run(cfg: TrainConfig, loaded=None, quiet: bool = False) -> list[dict]:
                 mfu = flops_per_step / dt / peak if peak else None
                 log.step(done, max_steps, loss, norm, lr, 1000 * dt, total / dt, mfu)
                 history.append({"step": done, "loss": loss, "norm": norm, "lr": lr, "ms": 1000 * dt})
+                step_ms.append((done, 1000 * dt))
                 if sigint.set or done == cfg.stop_at:
                     ckpt = save_checkpoint(out_dir, done, engine, train_loader, cfg, cfg.keep_checkpoints)
                     why = "interrupted" if sigint.set else f"stopped at step {done} (--stop-at)"
                     log.info(f"{why}: saved {ckpt.model_path}; continue with: python trainer/train.py --resume {out_dir}")
                     if sigint.set:
                         raise TrainingInterrupted(f"interrupted after step {done}; checkpoint in {out_dir}")
+                    log.info(run_summary(step_ms, total, flops_per_step, peak, engine.device))
                     return history
                 if cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0 and done < max_steps:
                     ckpt = save_checkpoint(out_dir, done, engine, train_loader, cfg, cfg.keep_checkpoints)
                     log.info(f"saved {ckpt.model_path}")
 
+        log.info(run_summary(step_ms, total, flops_per_step, peak, engine.device))
         ckpt = save_checkpoint(out_dir, max_steps, engine, train_loader, cfg, cfg.keep_checkpoints)
         log.info(f"saved {ckpt.model_path} (llm.c format) and {ckpt.state_path.name}")
     finally:

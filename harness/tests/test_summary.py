@@ -8,12 +8,15 @@ def test_summary_reports_tests_training_and_notebooks(tmp_path, capsys):
         "step 20: val loss 6.1\n"
         "step 39/40 | loss 5.900000 | norm 1.2 | lr 6.00e-04 | 120.0 ms | 273,066 tok/s | MFU 31.0%\n"
         "step 40/40 | loss 5.800000 | norm 1.1 | lr 6.00e-04 | 119.0 ms | 275,361 tok/s | MFU 31.2%\n"
-        "step 40: val loss 5.9\n")
+        "step 40: val loss 5.9\n"
+        "summary: steps 2-40 (the first left out: warm-up) | 119.5 ms/step | 274,200 tok/s | MFU 31.1% | "
+        "peak GPU memory 30.10 GiB allocated (31.00 GiB reserved)\n")
     (tmp_path / "notebooks.log").write_text("4 passed in 80s\n")
     assert main(str(tmp_path)) == 0
     printed = capsys.readouterr().out
     assert "pytest: 1012 passed, 14 skipped" in printed
     assert "train: step 40/40 | loss 5.800000" in printed and "275,361 tok/s" in printed
+    assert "train summary: steps 2-40" in printed and "peak GPU memory 30.10 GiB" in printed
     assert "notebooks: 4 passed" in printed
 
 

@@ -67,6 +67,7 @@ def test_a_few_steps_reduce_the_loss(shards, tmp_path):
     assert len(vals) == 3 and vals[-1] < vals[0] - 1.0  # at steps 0, 6, 12
     log = (tmp_path / "train.log").read_text()
     assert "step 12/12 | loss" in log and "MFU n/a" in log and "val loss" in log
+    assert "summary: steps 2-12 (the first left out: warm-up) |" in log and "peak process memory" in log
     [ckpt] = list_checkpoints(tmp_path)
     assert ckpt.step == 12 and read_llmc(ckpt.model_path)[0].num_layers == 2
 
@@ -197,3 +198,16 @@ def test_ctrl_c_saves_a_checkpoint_then_exits(shards, tmp_path):
     assert "interrupted" in out and "--resume" in out
     [ckpt] = list_checkpoints(tmp_path)
     assert 1 <= ckpt.step < 100000
+
+
+def test_the_run_summary_averages_all_steps_but_the_first():
+    from trainer.logger import run_summary
+
+    cpu = torch.device("cpu")
+    line = run_summary([(1, 900.0), (2, 100.0), (3, 300.0)], tokens_per_step=1000, flops_per_step=4e12,
+                       peak=100e12, device=cpu)
+    # mean of 100 and 300 ms: 0.2 s a step, 5,000 tokens/s, 4e12 / 0.2 / 1e14 = 20% MFU
+    assert line.startswith("summary: steps 2-3 (the first left out: warm-up) | 200.0 ms/step | 5,000 tok/s | "
+                           "MFU 20.0% | peak process memory")
+    assert "steps 7-7 | 50.0 ms/step | 20,000 tok/s | MFU n/a" in run_summary([(7, 50.0)], 1000, 1.0, None, cpu)
+    assert run_summary([], 1000, 1.0, None, cpu).startswith("summary: no step run")
