@@ -73,7 +73,7 @@ gpu-summary:
 	$(PYTHON) -m harness.summary $(LOGS)
 
 # GPT-2 124M, B=32, T=1024, bf16, with the kernels bench.py --select picks from this GPU's results:
-# 40 steps on tiny shakespeare with the per-op profile; the log is kept in results/. DATA holds
+# 40 steps on tiny shakespeare with the per-op profile; the log and its table go to results/. DATA holds
 # tinyshakespeare.txt and gpt2.tiktoken where there is no network. Checkpoints stay in $(LOGS)/run.
 DATA ?= ../shared/data
 gpu-train:
@@ -83,7 +83,7 @@ gpu-train:
 	set -o pipefail; PYTHONUNBUFFERED=1 $(PYTHON) trainer/train.py --model d12 --kernels best.yaml --dtype bf16 \
 	  --batch-size 32 --seq-len 1024 --max-steps 40 --val-every 20 --sample-every 40 --profile \
 	  --vocab $(DATA)/gpt2.tiktoken --out-dir $(LOGS)/run 2>&1 | tee $(LOGS)/train.log
-	cp $(LOGS)/train.log results/train-$$($(PYTHON) -c "from harness.ceilings import gpu_slug; print(gpu_slug())").log
+	$(PYTHON) -m trainer.results $(LOGS)/train.log
 
 # One file to bring back from a machine that returns few files (a lent device's $OUT takes 8):
 # results/ (to commit) and the logs, without checkpoints. make gpu-pack PACK=$OUT

@@ -50,13 +50,12 @@ def bench_commands(logs: Path, layers: list[str]) -> list:
 
 
 def keep_train_log(logs: Path) -> None:
-    """The GPT-2 run's log is a result: it goes beside the benchmarks in results/. (The GPU's name
-    is asked in a child process, so this long-lived one never holds a CUDA context.)"""
-    from harness.report import RESULTS_DIR
-
-    slug = subprocess.run([PY, "-c", "from harness.ceilings import gpu_slug; print(gpu_slug())"], cwd=ROOT,
-                          capture_output=True, text=True, check=True).stdout.strip()
-    (RESULTS_DIR / f"train-{slug}.log").write_text((logs / "train.log").read_text())
+    """The GPT-2 run's log is a result: it goes to results/ with its markdown (trainer/results.py). A
+    child process asks the GPU's name, so this long-lived one never holds a CUDA context."""
+    done = subprocess.run([PY, "-m", "trainer.results", str(logs / "train.log")], cwd=ROOT, capture_output=True,
+                          text=True)
+    if done.returncode:
+        raise RuntimeError(f"python -m trainer.results: {done.stderr.strip()[-400:]}")
 
 
 def parallel_workers(workers: int = 4) -> list[str]:

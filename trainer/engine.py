@@ -98,6 +98,10 @@ class Engine(abc.ABC):
         first. Must leave parameters, optimizer state and gradients as they were. None: not supported."""
         return None
 
+    def describe_kernels(self) -> list[str]:
+        """One line per op naming the kernel variant and launch configuration it runs ([]: not kernels)."""
+        return []
+
     def synchronize(self) -> None:
         """Wait for queued device work (so step times are honest)."""
         if self.device.type == "cuda":

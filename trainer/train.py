@@ -277,6 +277,8 @@ def run(cfg: TrainConfig, loaded=None, quiet: bool = False) -> list[dict]:
                  f"V={model.vocab_size} Vp={model.padded_vocab_size}, {num_parameters(model):,} parameters, {origin}")
         log.info(f"engine: {engine.name} | B={B} T={T} | {total:,} tokens per step = {grad_accum} micro-batches | "
                  f"{max_steps} steps | train data {train_loader.num_tokens:,} tokens in {len(train_loader.files)} file(s)")
+        for line in engine.describe_kernels():
+            log.info(f"  kernel {line}")
         peak = peak_flops(engine.device, cfg.peak_tflops)
         log.info("MFU: n/a (no GPU peak known)" if peak is None else f"MFU against a peak of {peak / 1e12:.0f} TFLOP/s")
         if cfg.profile:

@@ -67,6 +67,7 @@ def test_kernel_training_profiles_validates_and_resumes_where_it_stopped(kernel_
 
     log = (tmp_path / "straight" / "train.log").read_text()
     assert "engine: kernels" in log and "profile: one forward + backward" in log
+    assert f"  kernel {family}.forward" in log and "  kernel matmul.backward" in log  # what ran, in the log
     profiled = log.split("profile:")[1].split("step 0")[0]
     for op in ("encoder.forward", "matmul.forward", "layernorm.backward", f"{family}.forward",
                f"{family}.backward", "classifier.backward"):
