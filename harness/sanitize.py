@@ -42,13 +42,17 @@ def sanitized_checks(chosen_layers=None, first_config=False):
     return checks
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", nargs="+", metavar="LAYER", help="only these layers (default: all)")
     parser.add_argument("--first-config", action="store_true",
                         help="only each variant's first launch configuration (racecheck is slow)")
     parser.add_argument("--device", default="cuda", help="cuda (default), or cpu for the emulator")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     unknown = sorted(set(args.layers or []) - set(layers()))
     if unknown:
         print(f"error: unknown layers {unknown}; valid: {', '.join(layers())}", file=sys.stderr)

@@ -103,3 +103,25 @@ def test_sanitize_workload_runs_every_kernel_variant_on_the_emulator(capsys):
     assert sanitize(["--device", "cpu", "--layers", "residual", "--first-config"]) == 0
     assert "every check passed" in capsys.readouterr().out
     assert sanitize(["--layers", "nope"]) == 2
+
+
+def test_every_stage_command_is_a_valid_command_line(tmp_path):
+    """A misspelt flag in a stage would surface only on the GPU machine, as a failed stage."""
+    import trainer.prepro
+    import trainer.train
+    from harness.cli import build_parser as bench_parser
+    from harness.gpu_suite import stages
+    from harness.sanitize import build_parser as sanitize_parser
+
+    parsers = {"bench.py": bench_parser(), "trainer/train.py": trainer.train.build_parser(),
+               "trainer/prepro.py": trainer.prepro.build_parser(), "harness.sanitize": sanitize_parser()}
+    checked = set()
+    for stage in stages(tmp_path, tmp_path / "data").values():
+        for _, argv in stage.commands:
+            program = next((arg for arg in argv if arg in parsers), None)
+            if program is None:
+                assert argv[1:3] == ["-m", "pytest"], argv
+                continue
+            parsers[program].parse_args(argv[argv.index(program) + 1:])  # argparse exits 2 on a bad flag
+            checked.add(program)
+    assert checked == set(parsers)
