@@ -54,7 +54,8 @@ gpu-sanitize:
 	mkdir -p $(LOGS)
 	for tool in memcheck racecheck; do \
 	  PYTORCH_NO_CUDA_MEMORY_CACHING=1 $(SANITIZER) --tool $$tool --report-api-errors no --error-exitcode 9 \
-	    $(PYTHON) -m harness.sanitize --first-config 2>&1 | tee $(LOGS)/sanitize-$$tool.log; \
+	    $(PYTHON) -m harness.sanitize --first-config $$([ $$tool = racecheck ] && echo --shared-memory-only) 2>&1 \
+	    | tee $(LOGS)/sanitize-$$tool.log; \
 	  echo $${PIPESTATUS[0]} > $(LOGS)/sanitize-$$tool.rc; \
 	done
 

@@ -78,7 +78,8 @@ def sanitized(tool: str) -> list[str]:
     buffer is its own allocation and an access past its end is out of bounds, not in a neighbour's
     memory; API errors that torch and CuPy provoke and handle (probing for symbols) are not reported."""
     return ["env", "PYTORCH_NO_CUDA_MEMORY_CACHING=1", sanitizer(), "--tool", tool, "--report-api-errors", "no",
-            "--error-exitcode", "9", PY, "-m", "harness.sanitize", "--first-config"]
+            "--error-exitcode", "9", PY, "-m", "harness.sanitize", "--first-config",
+            *(["--shared-memory-only"] if tool == "racecheck" else [])]
 
 
 def stages(logs: Path, data: Path) -> dict[str, Stage]:

@@ -3,7 +3,7 @@ NVIDIA's compute-sanitizer, which sees what neither the CPU emulator nor an outp
 
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --report-api-errors no \
         --error-exitcode 9 python -m harness.sanitize --first-config
-    (the same with --tool racecheck; `make gpu-sanitize` runs both)
+    (the same with --tool racecheck and --shared-memory-only; `make gpu-sanitize` runs both)
 
 Without torch's caching allocator every buffer is its own allocation, so an access past its end is
 out of bounds rather than inside a neighbouring tensor's memory. memcheck reports out-of-bounds and
@@ -16,21 +16,33 @@ still compares the outputs with the float64 reference, so the run also fails on 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import zlib
 
 from harness.check import Case, check_variant
+from harness.compile import local_includes
 from harness.registry import all_variants, layers
 
 # Shapes small enough that the sanitizer's slowdown (tens of times under racecheck) stays bearable.
 SANITIZED_MAX_ELEMENTS = 500_000
+SHARED = re.compile(r"\b__shared__\b")
 
 
-def sanitized_checks(chosen_layers=None, first_config=False):
+def uses_shared_memory(variant) -> bool:
+    """Whether the variant's source, or a kernels/ header it includes, declares shared memory: racecheck
+    looks for shared-memory hazards only, so variants without any have nothing for it to find."""
+    sources = [variant.source, *local_includes(variant.source)]
+    return any(SHARED.search(path.read_text()) for path in sources)
+
+
+def sanitized_checks(chosen_layers=None, first_config=False, shared_memory_only=False):
     """(variant, dtype, dims, configs) for every kernel variant at every small test shape."""
     checks = []
     for variant in all_variants():
         if variant.source is None or (chosen_layers and variant.op.layer not in chosen_layers):
+            continue
+        if shared_memory_only and not uses_shared_memory(variant):
             continue
         for dtype in variant.dtypes:
             for dims in variant.op.shapes:
@@ -47,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--layers", nargs="+", metavar="LAYER", help="only these layers (default: all)")
     parser.add_argument("--first-config", action="store_true",
                         help="only each variant's first launch configuration (racecheck is slow)")
+    parser.add_argument("--shared-memory-only", action="store_true",
+                        help="only variants that declare shared memory (all racecheck can find fault with)")
     parser.add_argument("--device", default="cuda", help="cuda (default), or cpu for the emulator")
     return parser
 
@@ -58,7 +72,8 @@ def main(argv=None) -> int:
         print(f"error: unknown layers {unknown}; valid: {', '.join(layers())}", file=sys.stderr)
         return 2
     failures = 0
-    for variant, dtype, dims, configs in sanitized_checks(args.layers, args.first_config):
+    for variant, dtype, dims, configs in sanitized_checks(args.layers, args.first_config,
+                                                             args.shared_memory_only):
         seed = zlib.crc32(repr((variant.op.id, dtype, tuple(dims))).encode())
         case = Case(variant.op, dtype, dims, seed=seed, device=args.device)
         for config in configs:

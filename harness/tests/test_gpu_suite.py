@@ -41,6 +41,21 @@ def test_the_sanitizer_sees_every_buffer_as_its_own_allocation():
     command = sanitized("racecheck")
     assert command[:2] == ["env", "PYTORCH_NO_CUDA_MEMORY_CACHING=1"]
     assert command[command.index("--tool") + 1] == "racecheck" and "--report-api-errors" in command
+    assert "--shared-memory-only" in command and "--shared-memory-only" not in sanitized("memcheck")
+
+
+def test_racecheck_skips_only_variants_without_shared_memory():
+    """racecheck finds shared-memory hazards only: a variant that declares none is left to memcheck."""
+    from harness.registry import find_ops
+    from harness.sanitize import sanitized_checks, uses_shared_memory
+
+    [forward] = find_ops("layernorm", "forward")
+    assert uses_shared_memory(forward.variant_by_number(2))  # the block-wide reduction
+    assert not uses_shared_memory(forward.variant_by_number(3))  # warp shuffles only
+    everything = {v.id for v, *_ in sanitized_checks(first_config=True)}
+    raced = {v.id for v, *_ in sanitized_checks(first_config=True, shared_memory_only=True)}
+    assert raced < everything and "layernorm.forward/2" in raced and "layernorm.forward/3" not in raced
+    assert all(uses_shared_memory(v) for v, *_ in sanitized_checks(first_config=True, shared_memory_only=True))
 
 
 def test_a_missing_program_fails_its_stage_not_the_suite(tmp_path):
