@@ -136,8 +136,9 @@ def selected_configs(variant: Variant, block_sizes: list[int] | None) -> list[di
 
 def bench_op(op: Op, dtype: str, dims, variants: list[Variant], *, block_sizes: list[int] | None = None,
              baselines: list[str] | None = None, repeats: int = 100, warmup: int = 10, ceilings: dict,
-             on_step=None, seed: int = 0, device: str = "cuda") -> Run:
-    """Check and time `variants` (each at its configurations) and the named baselines."""
+             on_step=None, seed: int = 0, device: str = "cuda", default_config_only: bool = False) -> Run:
+    """Check and time `variants` (each at its configurations, or at its first, default one only) and
+    the named baselines."""
     dims = op.make_dims(dims)
     case = Case(op, dtype, dims, seed=seed, device=device)
     if device == "cuda":
@@ -164,6 +165,8 @@ def bench_op(op: Op, dtype: str, dims, variants: list[Variant], *, block_sizes: 
 
     for variant in variants:
         configs = selected_configs(variant, block_sizes)
+        if default_config_only:
+            configs = configs[:1]
         if not configs:
             sizes = sorted({c.get('block_size') for c in variant.configs if 'block_size' in c})
             raise UserError(f"{variant.id} is not configured for block sizes {block_sizes}; it sweeps {sizes}")

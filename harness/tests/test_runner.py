@@ -60,6 +60,13 @@ def test_every_config_is_checked_timed_and_rated_against_the_baseline():
 
 
 @pytest.mark.emulated
+def test_default_config_only_times_each_variant_once():
+    op = layernorm_forward()
+    run = run_small(op.variants, block_sizes=None, baselines=[], default_config_only=True)
+    assert [(row.variant, row.config) for row in run.rows] == [(v.number, v.configs[0]) for v in op.variants]
+
+
+@pytest.mark.emulated
 def test_a_refused_shape_is_reported_and_not_timed():
     op = layernorm_forward()
     shape = (2, 3, 62)  # C = 62 is not a whole number of 128-bit (4-float) packs
