@@ -10,6 +10,7 @@ rows and ratios, so the tests exercise this module without a GPU, but no number 
 """
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -75,11 +76,16 @@ class Run:
 
 
 def git_commit() -> str:
+    """The project's commit, "+dirty" when tracked code differs from it. results/ is left out: a GPU run
+    rewrites it layer by layer, and its own output is not a change to what was measured. Where the
+    tree is a copy without .git (a lent GPU machine), WORKBENCH_COMMIT says which commit it is."""
+    if os.environ.get("WORKBENCH_COMMIT"):
+        return os.environ["WORKBENCH_COMMIT"]
     try:
         commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
                                 text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)results"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

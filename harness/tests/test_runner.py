@@ -151,3 +151,35 @@ def test_every_eager_baseline_runs_on_the_op_inputs(op, dtype):
     for tensor in outputs:
         if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
             assert torch.isfinite(tensor).all()
+
+
+def test_the_recorded_commit_ignores_results_and_can_be_given(tmp_path, monkeypatch):
+    """A GPU run rewrites results/ layer by layer: that must not mark the later layers' runs "+dirty".
+    A copy of the tree without .git (a lent GPU machine) is told its commit by WORKBENCH_COMMIT."""
+    import subprocess
+
+    from harness import runner
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "gpu.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "first")
+    monkeypatch.setattr(runner, "ROOT", tmp_path)
+    monkeypatch.delenv("WORKBENCH_COMMIT", raising=False)
+    clean = runner.git_commit()
+    assert len(clean) == 12 and "+" not in clean
+    (tmp_path / "results" / "gpu.json").write_text('{"runs": []}')
+    assert runner.git_commit() == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert runner.git_commit() == clean + "+dirty"
+    monkeypatch.setenv("WORKBENCH_COMMIT", "0123456789ab")
+    assert runner.git_commit() == "0123456789ab"
+    monkeypatch.delenv("WORKBENCH_COMMIT")
+    (tmp_path / ".git").rename(tmp_path / "moved-git")  # a copy of the tree without its history
+    assert runner.git_commit() == "unknown"
