@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -42,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="compile the selected variants (every layer's when no layer is named) with NVRTC "
                              "for sm_80 and sm_90 into the cubin cache; needs no GPU")
     parser.add_argument("--arch", action="append", metavar="SM",
-                        help="with --compile-only: only this architecture, e.g. sm_90 (repeatable)")
+                        help="with --compile-only: only this architecture, e.g. sm_90 (repeatable); "
+                             "'native': this machine's GPU's")
     parser.add_argument("--jobs", type=int, default=0, metavar="N",
                         help="with --compile-only: compile in N processes (default: one per CPU core)")
     parser.add_argument("--select", type=Path, metavar="YAML",
@@ -111,6 +113,22 @@ def _compile_one(source: Path, dtype: str, arch: str) -> str | None:
     return None
 
 
+def native_arch() -> str:
+    """This machine's GPU architecture, asked of nvidia-smi: the compile workers fork from this process,
+    which must not have started CUDA."""
+    import subprocess
+
+    try:
+        caps = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"],
+                              capture_output=True, text=True, check=True, timeout=60).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        caps = []
+    if not caps or not re.fullmatch(r"\d+\.\d+", caps[0]):
+        raise UserError("--arch native: nvidia-smi names no GPU here; give an architecture, e.g. --arch sm_90")
+    major, minor = caps[0].split(".")
+    return f"sm_{major}{minor}"
+
+
 def compile_only(ops, args) -> int:
     """Fill the cubin cache, in parallel: NVRTC takes about a second a file, and a GPU session that
     starts with a full cache spends its time on checks and timing instead."""
@@ -119,6 +137,8 @@ def compile_only(ops, args) -> int:
     from harness.compile import cuda_include_dirs
 
     cuda_include_dirs()  # a missing toolkit is one clear error, not one per file
+    if args.arch and "native" in args.arch:
+        args.arch = [native_arch() if arch == "native" else arch for arch in args.arch]
     jobs = []
     for op in ops:
         for variant in select(args, op):

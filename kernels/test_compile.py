@@ -5,6 +5,8 @@ import pytest
 from harness.compile import KERNELS_DIR, CompileError, compile_cubin
 from harness.registry import all_variants
 
+pytestmark = pytest.mark.nvrtc
+
 BUILDS = [(v, dtype, arch) for v in all_variants() if v.source is not None for dtype in v.dtypes for arch in v.archs]
 
 

@@ -8,6 +8,8 @@ import pytest
 from harness.launches import launch_problems, record_launches
 from harness.registry import all_variants
 
+pytestmark = pytest.mark.nvrtc
+
 CASES = [(v, dtype) for v in all_variants() if v.source is not None for dtype in v.dtypes]
 
 # What the trainer binds for GPT-2 124M at B = 32, T = 1024 (trainer/kernel_model.py; make gpu-train),

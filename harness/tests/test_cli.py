@@ -149,3 +149,22 @@ def test_the_timing_command_writes_json_saves_and_exits_1_on_a_wrong_variant(tmp
     monkeypatch.setattr(op, "variants", [launches_nothing, *op.variants[1:]])
     assert cli.main(argv + ["--variant", "1", "--dtype", "fp32"]) == 1
     assert "correctness failures in: layernorm.forward fp32" in capsys.readouterr().out
+
+
+def test_arch_native_asks_nvidia_smi_and_explains_when_there_is_no_gpu(monkeypatch):
+    import subprocess
+
+    from harness import cli
+
+    class Answer:
+        stdout = "9.0\n"
+
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: Answer())
+    assert cli.native_arch() == "sm_90"
+
+    def no_smi(*a, **k):
+        raise FileNotFoundError("nvidia-smi")
+
+    monkeypatch.setattr(subprocess, "run", no_smi)
+    with pytest.raises(cli.UserError, match="--arch native: nvidia-smi names no GPU here; give an architecture"):
+        cli.native_arch()
