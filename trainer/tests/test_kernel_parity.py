@@ -10,7 +10,7 @@ import torch
 
 import reference.gpt2 as gpt2
 from harness.registry import all_ops
-from trainer.config import GPTConfig, TrainConfig
+from trainer.config import ROOT, GPTConfig, TrainConfig
 from trainer.engine import TorchEngine
 from trainer.kernel_engine import KernelEngine
 from trainer.kernels import ATTENTION_FAMILIES, simplest_trainer_selection, trainer_section, write_selection
@@ -43,8 +43,12 @@ SELECTIONS = ["simplest", "highest", "highest-flash_attention"]
 
 
 def engine_for(tmp_path, sections, dtype, model=TINY, batch=(B, T), device="cpu"):
-    path = tmp_path / f"kernels-{dtype}.yaml"
-    write_selection(path, sections, "test")
+    """The KernelEngine for `sections` (a best.yaml's content), or for an existing best.yaml's path."""
+    if isinstance(sections, dict):
+        path = tmp_path / f"kernels-{dtype}.yaml"
+        write_selection(path, sections, "test")
+    else:
+        path = sections
     cfg = replace(TrainConfig(), kernels=str(path), device=device, dtype=dtype, batch_size=batch[0], seq_len=batch[1])
     params = init_parameters(model, seed=5)
     # random, not GPT-2's init: biases and layernorm parameters away from 0 and 1 exercise every term
@@ -146,14 +150,11 @@ def test_selection_with_a_missing_op_is_rejected(tmp_path):
         engine_for(tmp_path, {"fp32": section}, "fp32")
 
 
-@pytest.mark.gpu
-@pytest.mark.parametrize("selection", SELECTIONS)
-def test_kernel_parity_on_gpu(gpu, tmp_path, selection):
-    """GPT-2 d2-sized with GPT-2's real vocabulary, B=4, T=64, fp32, on the GPU: the loss and every
-    gradient against reference/gpt2.py in float64, with every layer's simplest and most refined variant."""
+def assert_fp32_parity_on_gpu(kernels_file, tmp_path):
+    """GPT-2 d2-sized with GPT-2's real vocabulary, B=4, T=64, fp32: the loss and every gradient against
+    reference/gpt2.py in float64."""
     model = GPTConfig(num_layers=2, num_heads=4, channels=64)
-    section = chosen(selection, "fp32")
-    engine, params = engine_for(tmp_path, {"fp32": section}, "fp32", model=model, batch=(4, 64), device="cuda")
+    engine, params = engine_for(tmp_path, kernels_file, "fp32", model=model, batch=(4, 64), device="cuda")
     tokens, targets = batch(model, (4, 64))
     engine.zero_grad()
     loss = engine.forward_backward(tokens, targets, loss_scale=1.0).item()
@@ -165,15 +166,12 @@ def test_kernel_parity_on_gpu(gpu, tmp_path, selection):
         assert (grads[name] - want[name]).abs().max().item() <= 1e-4 * scale + 1e-7, name
 
 
-@pytest.mark.gpu
-@pytest.mark.parametrize("family", ATTENTION_FAMILIES)
-def test_bf16_kernel_parity_on_gpu(gpu, tmp_path, family):
-    """The bf16 chain of every layer's most refined variant on the GPU (the tensor-core matmuls and the
-    fused attention among them, so heads of GPT-2's 64 channels), GPT-2's real vocabulary, B=4, T=128:
-    the bound of the emulated bf16 test, each gradient within 2% of its tensor's largest value."""
+def assert_bf16_parity_on_gpu(kernels_file, tmp_path):
+    """Heads of GPT-2's 64 channels (the tensor-core attention needs them), GPT-2's real vocabulary,
+    B=4, T=128, bf16: the bound of the emulated bf16 test, each gradient within 2% of its tensor's
+    largest value."""
     model = GPTConfig(num_layers=2, num_heads=2, channels=128)
-    engine, params = engine_for(tmp_path, {"bf16": highest_selection("bf16", family)}, "bf16", model=model,
-                                batch=(4, 128), device="cuda")
+    engine, params = engine_for(tmp_path, kernels_file, "bf16", model=model, batch=(4, 128), device="cuda")
     tokens, targets = batch(model, (4, 128), seed=1)
     engine.zero_grad()
     loss = engine.forward_backward(tokens, targets, loss_scale=1.0).item()
@@ -184,3 +182,29 @@ def test_bf16_kernel_parity_on_gpu(gpu, tmp_path, family):
         scale = want[name].abs().max().item()
         err = (grads[name] - want[name]).abs().max().item()
         assert err <= 2e-2 * scale, f"{name}: max error {err:.3g} for gradients up to {scale:.3g}"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("selection", SELECTIONS)
+def test_kernel_parity_on_gpu(gpu, tmp_path, selection):
+    """Every layer's simplest and most refined fp32 variants (each attention family) on the GPU."""
+    assert_fp32_parity_on_gpu({"fp32": chosen(selection, "fp32")}, tmp_path)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("family", ATTENTION_FAMILIES)
+def test_bf16_kernel_parity_on_gpu(gpu, tmp_path, family):
+    """The bf16 chain of every layer's most refined variant (the tensor-core matmuls and the fused
+    attention among them) on the GPU."""
+    assert_bf16_parity_on_gpu({"bf16": highest_selection("bf16", family)}, tmp_path)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_best_yaml_parity_on_gpu(gpu, tmp_path, dtype):
+    """The kernels this GPU's best.yaml names (`bench.py --select`; `make gpu-train` writes it), as
+    the training run uses them, at the sizes and bounds of the two tests above."""
+    best = ROOT / "best.yaml"
+    if not best.is_file():
+        pytest.skip(f"no {best.name} here: `python bench.py --select best.yaml` on a GPU writes it")
+    (assert_fp32_parity_on_gpu if dtype == "fp32" else assert_bf16_parity_on_gpu)(best, tmp_path)
