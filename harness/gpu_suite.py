@@ -60,10 +60,11 @@ def keep_train_log(logs: Path) -> None:
 
 def parallel_workers(workers: int = 4) -> list[str]:
     """pytest-xdist's flags where it is installed (a GPU image often has it): the correctness tests
-    assert no speed, so four processes may share the GPU, and the compile checks the CPU cores."""
+    assert no speed, so four processes may share the GPU. loadgroup keeps the tests of one (op, dtype,
+    shape) on one worker (kernels/test_variants.py), which builds that case's float64 reference once."""
     import importlib.util
 
-    return ["-n", str(workers)] if importlib.util.find_spec("xdist") else []
+    return ["-n", str(workers), "--dist", "loadgroup"] if importlib.util.find_spec("xdist") else []
 
 
 def sanitizer() -> str:

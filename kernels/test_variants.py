@@ -36,8 +36,14 @@ def cases():
     return get
 
 
+# With pytest-xdist's --dist loadgroup (the GPU suite's tests stage) an (op, dtype, shape)'s tests
+# go to one worker, which builds its Case once.
+GROUPED_CASES = [pytest.param(*c, id=case_id(*c), marks=pytest.mark.xdist_group(f"{c[0].op.id}-{c[1]}-{c[2]}"))
+                 for c in CASES]
+
+
 @pytest.mark.gpu
-@pytest.mark.parametrize("variant,dtype,dims", CASES, ids=[case_id(*c) for c in CASES])
+@pytest.mark.parametrize("variant,dtype,dims", GROUPED_CASES)
 def test_variant_matches_reference(gpu, cases, variant, dtype, dims):
     case = cases(variant.op, dtype, dims)
     checked = 0
