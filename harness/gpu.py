@@ -95,15 +95,18 @@ class Kernel:
     def __init__(self, raw, name: str):
         self._raw = raw
         self.name = name
-        self._shared_limit = DEFAULT_SHARED_LIMIT
+        self._shared_limit: int | None = None  # the dynamic bytes a launch may ask for now
 
     def __call__(self, grid, block, args, shared_mem: int = 0) -> None:
         grid = grid if isinstance(grid, tuple) else (grid,)
         block = block if isinstance(block, tuple) else (block,)
-        if shared_mem > self._shared_limit:
-            # Blocks get more than 48 KB of dynamic shared memory only when the kernel opts in.
-            self._raw.max_dynamic_shared_size_bytes = shared_mem
-            self._shared_limit = shared_mem
+        if shared_mem:
+            if self._shared_limit is None:
+                # Without an opt-in a block has 48 KB of shared memory, static and dynamic together.
+                self._shared_limit = DEFAULT_SHARED_LIMIT - int(self._raw.shared_size_bytes)
+            if shared_mem > self._shared_limit:
+                self._raw.max_dynamic_shared_size_bytes = shared_mem  # the opt-in, up to 227 KB on sm_90
+                self._shared_limit = shared_mem
         with _stream():  # CuPy launches on its current stream: make that torch's
             self._raw(grid, block, tuple(kernel_arg(a) for a in args), shared_mem=shared_mem)
 

@@ -10,11 +10,13 @@ struct MaxSum {
     float sum;
 };
 
-// Merge two partials: rescale both sums to the larger maximum. Symmetric in a and b (fmaxf and
-// a float addition are both commutative), so every lane of a butterfly gets the same result.
+// Merge two partials: rescale both sums to the larger maximum. Symmetric in a and b, so both lanes
+// of a butterfly step get the same bits: fmaxf and a float addition are commutative, and the two
+// products are rounded separately (__fmul_rn), because the compiler would otherwise fuse one of them
+// into the addition (an fma) and each lane would round its partner's term but not its own.
 __device__ __forceinline__ MaxSum combine(MaxSum a, MaxSum b) {
     const float m = fmaxf(a.max, b.max);
-    return {m, a.sum * expf(a.max - m) + b.sum * expf(b.max - m)};
+    return {m, __fadd_rn(__fmul_rn(a.sum, expf(a.max - m)), __fmul_rn(b.sum, expf(b.max - m)))};
 }
 
 // Fold one 128-bit pack of logits, whose first column is `first`, into a running pair. The pack's
