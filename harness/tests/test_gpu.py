@@ -1,4 +1,6 @@
 """harness/gpu.py's launch logic that needs no GPU: the shared-memory opt-in."""
+
+
 def test_the_shared_memory_opt_in_counts_the_kernels_static_bytes(monkeypatch):
     """Without an opt-in a block has 48 KB of shared memory, static and dynamic together: a kernel
     with 40 KB of static arrays must opt in for 16 KB of dynamic memory, not only past 48 KB."""
