@@ -98,6 +98,8 @@ class Variant:
 
     def refusal(self, dims: tuple, dtype: str, config: dict) -> str | None:
         """Why this variant cannot run this case, or None when it can."""
+        if any(value <= 0 for value in dims):
+            return f"every dimension must be positive, got {self.op.format_dims(self.op.make_dims(dims))}"
         if dtype not in self.dtypes:
             return f"{self.id} supports dtypes {', '.join(self.dtypes)}, not {dtype}"
         if self.refuse is None:

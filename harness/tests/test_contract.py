@@ -127,3 +127,17 @@ def test_library_variant_with_int_input_and_scalar_checks_on_cpu():
     torch.testing.assert_close(case.outputs["out"], -case.reference["out"].float() / 2.0)
     with pytest.raises(UserError, match="no scalars \\['beta'\\]"):
         launch(beta=1.0)
+
+
+def test_a_dimension_of_zero_is_refused_by_every_variant():
+    """An empty dimension would launch an empty grid (a CUDA error) or skip a kernel's main loop and
+    with it the barrier its epilogue relies on: every variant refuses it before touching a buffer."""
+    from harness.errors import ShapeRefused
+    from harness.registry import all_variants
+
+    for variant in all_variants():
+        dims = variant.op.make_dims([0] + list(variant.op.shapes[0])[1:])
+        reason = variant.refusal(dims, variant.dtypes[0], variant.configs[0])
+        assert reason and "every dimension must be positive" in reason, variant.id
+        with pytest.raises(ShapeRefused, match="every dimension must be positive"):
+            variant.bind({}, dims, variant.dtypes[0], variant.configs[0])
