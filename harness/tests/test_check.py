@@ -118,4 +118,3 @@ def test_inputs_have_nonzero_row_means():
     row_means = case.inputs["inp"].double().mean(-1)
     assert row_means.abs().mean() > 0.3
     assert row_means.std() > 0.3
-
