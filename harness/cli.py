@@ -196,6 +196,7 @@ def select_kernels(args) -> int:
     if fallbacks:
         note += "\nnot measured there, so the simplest variant: " + ", ".join(fallbacks)
     write_selection(args.select, sections, note)
+    print(Path(args.select).read_text(), end="")  # what the trainer will run, and why
     print(f"wrote {args.select} from {results}" + (f" ({len(fallbacks)} unmeasured: simplest)" if fallbacks else ""))
     return 0
 

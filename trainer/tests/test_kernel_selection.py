@@ -144,3 +144,22 @@ def test_flash_family_alone_is_a_complete_trainer_section():
     section = trainer_section(simplest_selection("bf16"), "flash_attention")
     choices = parse_selection({"bf16": section}, "bf16", "best.yaml")
     assert "flash_attention.forward" in choices and "attention.forward" not in choices
+
+
+def test_bench_select_from_a_results_file_writes_and_shows_the_choice(tmp_path, capsys):
+    """`bench.py --select` from measured runs: the fastest checked variant per op and dtype, the
+    faster attention family, the simplest variant where nothing was measured; the file is printed."""
+    from harness.cli import main
+    from harness.report import write_json
+
+    runs = [attention_run("flash_attention.forward", 2, 300.0), attention_run("flash_attention.backward", 2, 700.0),
+            attention_run("attention.forward", 2, 400.0), attention_run("attention.backward", 2, 900.0),
+            attention_run("attention.forward", 1, 350.0, dtype="fp32")]
+    write_json(runs, tmp_path / "gpu.json")
+    target = tmp_path / "best.yaml"
+    assert main(["--select", str(target), "--results", str(tmp_path / "gpu.json")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("# fastest checked variants from") and target.read_text() in printed
+    assert "unmeasured: simplest" in printed
+    assert load_selection(target, "bf16")["flash_attention.backward"].variant.number == 2
+    assert load_selection(target, "fp32")["attention.forward"].variant.number == 1  # fp32: only the three steps measured
