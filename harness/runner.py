@@ -84,8 +84,8 @@ def git_commit() -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
                                 text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":(exclude)results"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
+                               cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -134,10 +134,10 @@ def rate_row(row: Row, op: Op, dims, dtype: str, ceilings: dict) -> None:
         row.pct_of_ceiling = 100 * row.tflops / ceilings["gemm_tflops"][dtype]
 
 
-def selected_configs(variant: Variant, block_sizes: list[int] | None) -> list[dict]:
-    if not block_sizes:
-        return variant.configs
-    return [c for c in variant.configs if c.get("block_size") in block_sizes]
+def selected_configs(variant: Variant, block_sizes: list[int] | None, default_only: bool = False) -> list[dict]:
+    """The variant's configurations with one of `block_sizes` (all when None); the first alone with default_only."""
+    configs = variant.configs if not block_sizes else [c for c in variant.configs if c.get("block_size") in block_sizes]
+    return configs[:1] if default_only else configs
 
 
 def bench_op(op: Op, dtype: str, dims, variants: list[Variant], *, block_sizes: list[int] | None = None,
@@ -170,9 +170,7 @@ def bench_op(op: Op, dtype: str, dims, variants: list[Variant], *, block_sizes: 
         rows.append(row)
 
     for variant in variants:
-        configs = selected_configs(variant, block_sizes)
-        if default_config_only:
-            configs = configs[:1]
+        configs = selected_configs(variant, block_sizes, default_config_only)
         if not configs:
             sizes = sorted({c.get('block_size') for c in variant.configs if 'block_size' in c})
             raise UserError(f"{variant.id} is not configured for block sizes {block_sizes}; it sweeps {sizes}")

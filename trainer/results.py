@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+from harness.report import RESULTS_DIR
 
 # GPT-2 124M, B=32, T=1024, bf16 on an H100: the figures issue 4 gives for orientation. They were
 # measured by the issue's author, not by this project; they are shown beside ours, never as ours.

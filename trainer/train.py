@@ -190,6 +190,11 @@ def sample(engine: Engine, enc, cfg: TrainConfig, seed: int) -> str:
     return enc.decode(tokens[1:])
 
 
+def timed_steps(history: list[dict]) -> list[tuple[int, float]]:
+    """(step, ms) of every training step in a run's history (validations have no "ms")."""
+    return [(h["step"], h["ms"]) for h in history if "ms" in h]
+
+
 def print_profile(log: Logger, rows, top: int = 15) -> None:
     if rows is None:
         log.info("profile: this engine does not time its ops (--profile not supported)")
@@ -287,7 +292,6 @@ def run(cfg: TrainConfig, loaded=None, quiet: bool = False) -> list[dict]:
             train_loader.load_state(position)  # profiling must not move the data
             print_profile(log, engine.profile(x, y))
         flops_per_step = flops_per_token(model, T) * total
-        step_ms = []  # (step, ms) of the steps this run times, for the summary
 
         with _SigintFlag() as sigint:
             for step in range(start_step, max_steps + 1):
@@ -310,20 +314,19 @@ def run(cfg: TrainConfig, loaded=None, quiet: bool = False) -> list[dict]:
                 mfu = flops_per_step / dt / peak if peak else None
                 log.step(done, max_steps, loss, norm, lr, 1000 * dt, total / dt, mfu)
                 history.append({"step": done, "loss": loss, "norm": norm, "lr": lr, "ms": 1000 * dt})
-                step_ms.append((done, 1000 * dt))
                 if sigint.set or done == cfg.stop_at:
                     ckpt = save_checkpoint(out_dir, done, engine, train_loader, cfg, cfg.keep_checkpoints)
                     why = "interrupted" if sigint.set else f"stopped at step {done} (--stop-at)"
                     log.info(f"{why}: saved {ckpt.model_path}; continue with: python trainer/train.py --resume {out_dir}")
                     if sigint.set:
                         raise TrainingInterrupted(f"interrupted after step {done}; checkpoint in {out_dir}")
-                    log.info(run_summary(step_ms, total, flops_per_step, peak, engine.device))
+                    log.info(run_summary(timed_steps(history), total, flops_per_step, peak, engine.device))
                     return history
                 if cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0 and done < max_steps:
                     ckpt = save_checkpoint(out_dir, done, engine, train_loader, cfg, cfg.keep_checkpoints)
                     log.info(f"saved {ckpt.model_path}")
 
-        log.info(run_summary(step_ms, total, flops_per_step, peak, engine.device))
+        log.info(run_summary(timed_steps(history), total, flops_per_step, peak, engine.device))
         ckpt = save_checkpoint(out_dir, max_steps, engine, train_loader, cfg, cfg.keep_checkpoints)
         log.info(f"saved {ckpt.model_path} (llm.c format) and {ckpt.state_path.name}")
     finally:
