@@ -127,8 +127,22 @@ SPLIT_CONFIGS = [{"splits": 4}, {"splits": 2}, {"splits": 8}, {"splits": 16}]
 SUM_BLOCK = 256  # threads a block of the partials' sum
 
 
+# A split pays only while the unsplit grid leaves SMs idle. A grid this many blocks wide is already
+# many waves deep (an H100 has 132 SMs), so the launch splits it no further than this: GPT-2's tied
+# classifier (OC = 50,304: 2,358 blocks unsplit) then runs unsplit at every config, where 16 splits
+# would write and re-read 16 x 50,304 x 768 fp32 partials (2.5 GB of scratch) for nothing. The
+# bench shape (144 blocks) and the smaller layers are split as configured: 16 x 144 < 4,096.
+SPLIT_GRID_CAP = 4096
+
+
+def effective_splits(d, splits: int) -> int:
+    """The splits a launch makes at dims d: the config's, fewer where the grid is already wide."""
+    unsplit_blocks = ceil_div(d.C, 128) * ceil_div(d.OC, 128)
+    return max(1, min(splits, SPLIT_GRID_CAP // unsplit_blocks))
+
+
 def split_scratch(d, dtype, config):
-    splits = config["splits"]
+    splits = effective_splits(d, config["splits"])
     return {"dweight_partials": TensorSpec(lambda d: (splits, d.OC, d.C), "fp32"),
             "dbias_partials": TensorSpec(lambda d: (splits, d.OC), "fp32")}
 
@@ -136,6 +150,7 @@ def split_scratch(d, dtype, config):
 @BACKWARD.variant(4, configs=SPLIT_CONFIGS, dtypes=("bf16",), refuse=refuse_unaligned_rows, scratch=split_scratch)
 def split_k(k, a, s, splits):
     M, N, K = s.B * s.T, s.OC, s.C
+    splits = effective_splits(s, splits)
     chunk = ceil_div(ceil_div(M, splits), 32) * 32  # whole 32-row slices per split
     k.matmul_backward_dinp_split((ceil_div(K, 128), ceil_div(M, 128)), (256,), (a.dinp, a.dout, a.weight, M, N, K))
     k.matmul_backward_dweight_partials((ceil_div(K, 128), ceil_div(N, 128), splits), (256,),

@@ -6,7 +6,8 @@
  * with 132 SMs. Here the rows are split into `splits` contiguous chunks (a launch configuration),
  * one per grid z-index: each block sums its chunk into an fp32 partial (splits, OC, C), and the
  * dbias partials ride along as before; a second kernel adds the partials up and rounds to bf16.
- * dinp is variant 3's.
+ * dinp is variant 3's. The launch splits a grid only as far as 4,096 blocks (SPLIT_GRID_CAP in
+ * backward.py): GPT-2's classifier, 2,358 blocks unsplit, runs unsplit whatever the config says.
  * Teaches: split-K trades memory traffic for parallelism. The partials cost splits x OC x C x 4
  * bytes written and read again, against a grid splits times larger; whether that pays depends on
  * how empty the GPU was (compare splits in the sweep, and the shapes: OC = 768 against 3072). The
