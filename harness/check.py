@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from harness.contract import Op, Tolerance, Variant, torch_dtype
+from harness.emulator.fenced import fenced_empty
 
 MISMATCHES_SHOWN = 5
 GUARD_ELEMENTS = 1024  # NaN guard zone on each side of every CPU buffer
@@ -104,12 +105,14 @@ class Case:
     def _allocate(self, name: str, shape, dtype: torch.dtype, fill: torch.Tensor | None = None) -> torch.Tensor:
         """On the GPU a plain allocation. On the CPU (the emulator, which has no memory protection)
         the tensor sits between two NaN-filled guard zones: a kernel reading past its end reads NaN,
-        and one writing past it changes a guard, which guards_intact() reports."""
+        and one writing past it changes a guard, which guards_intact() reports. Past the guard zones
+        lies inaccessible memory (harness/emulator/fenced.py): an access there faults, and the
+        emulator reports the fault as the launch's error."""
         if torch.device(self.device).type != "cpu":
             tensor = torch.empty(shape, dtype=dtype, device=self.device)
         else:
             numel = math.prod(shape)
-            base = torch.full((numel + 2 * GUARD_ELEMENTS,), poison_value(dtype), dtype=dtype)
+            base = fenced_empty(numel + 2 * GUARD_ELEMENTS, dtype).fill_(poison_value(dtype))
             tensor = base[GUARD_ELEMENTS:GUARD_ELEMENTS + numel].view(shape)
             self._guards[name] = (base, base.clone())
         if fill is not None:

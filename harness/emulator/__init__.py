@@ -1,8 +1,9 @@
-"""Run variants on the CPU: each .cu file is compiled with g++ against emu_runtime.h (one OS thread per
+"""Run variants on the CPU: each .cu file is compiled with g++ against emu_runtime.h (one fiber per
 CUDA thread, real barriers for __syncthreads and shuffles) and launched through ctypes on CPU tensors.
 
 This is how CI, which has no GPU, still runs every kernel: it catches wrong indexing, unguarded
-tails, unwritten outputs, out-of-bounds writes (with the guarded buffers of harness.check), barriers
+tails, unwritten outputs, out-of-bounds accesses (with the guarded, fenced buffers of harness.check:
+a fault is the launch's error, see FaultGuard in emu_runtime.h and fenced.py), barriers
 or full-mask shuffles after threads returned, and launch lines that pass the wrong number or types
 of arguments. It measures nothing about speed and cannot reproduce races that only the GPU's memory
 ordering exposes: the GPU tests remain the authority.

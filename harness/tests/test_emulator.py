@@ -264,6 +264,79 @@ def test_out_of_bounds_write_is_caught_by_the_guard_zones():
     assert not result.passed
 
 
+FAR_OFF = r'''
+// `mebi` counts 2^20 floats: an index gone wrong by that much, as a wrong stride or sign would.
+extern "C" __global__ void far_write(float* out, int mebi) {
+    long long i = blockIdx.x * blockDim.x + threadIdx.x;
+    out[i + (blockIdx.x == 1 && threadIdx.x == 5 ? (long long)mebi << 20 : 0)] = 2.0f;
+}
+extern "C" __global__ void far_read(float* out, const float* inp, int mebi) {
+    out[threadIdx.x] = inp[threadIdx.x == 3 ? (long long)mebi << 20 : threadIdx.x];
+}
+'''
+
+
+def test_an_access_far_out_of_bounds_is_reported_and_the_process_goes_on(tmp_path):
+    """Past the guard zones an access faults. That must be the launch's error, naming the thread, and
+    not the end of the Python process (and of every test after it); later launches still work."""
+    k = kernels(tmp_path, FAR_OFF)
+    out, inp = torch.zeros(64), torch.ones(32)
+    far = -(1 << 20)  # 4 TiB below the buffer: nothing is mapped there
+    with pytest.raises(EmulationError, match=r"block \(1,0,0\) thread 5: memory fault .*out-of-bounds"):
+        k.far_write((2,), (32,), (out, far))
+    with pytest.raises(EmulationError, match=r"thread 3: memory fault"):
+        k.far_read((1,), (32,), (out, inp, far))
+    out.zero_()
+    k.far_write((2,), (32,), (out, 0))
+    assert out.eq(2.0).all()
+
+
+def test_an_access_just_past_the_guard_zones_faults(tmp_path):
+    """The harness's CPU buffers end within 256 bytes of inaccessible memory (harness/emulator/fenced.py):
+    an overrun past the NaN guard zone is a reported fault, not a write into someone else's memory."""
+    from harness.check import GUARD_ELEMENTS
+    from harness.emulator.fenced import fenced_empty
+
+    k = kernels(tmp_path, r'''
+extern "C" __global__ void write_at(float* out, int index) { out[index] = 1.0f; }''')
+    base = fenced_empty(64 + 2 * GUARD_ELEMENTS, torch.float32).fill_(float("nan"))
+    out = base[GUARD_ELEMENTS:GUARD_ELEMENTS + 64]
+    assert base.data_ptr() % 256 == 0  # aligned as a cudaMalloc'd buffer is
+    k.write_at((1,), (1,), (out, 63 + GUARD_ELEMENTS))  # the guard zone's last element: mapped
+    assert base[-1] == 1.0
+    with pytest.raises(EmulationError, match="memory fault"):
+        k.write_at((1,), (1,), (out, 64 + GUARD_ELEMENTS + 64))  # 256 bytes past the zone
+    with pytest.raises(EmulationError, match="memory fault"):
+        k.write_at((1,), (1,), (out, -GUARD_ELEMENTS - 2048))  # 8 KB before it: past the slack of its first page
+
+
+def test_fenced_buffers_are_unmapped_when_their_tensors_are_gone():
+    import gc
+
+    from harness.emulator.fenced import fenced_empty
+
+    tensor = fenced_empty(1000, torch.bfloat16)
+    view = tensor[10:20].view(2, 5)
+    address = tensor.data_ptr()
+
+    def mapped() -> bool:
+        for line in Path("/proc/self/maps").read_text().splitlines():
+            low, high = (int(x, 16) for x in line.split()[0].split("-"))
+            if low <= address < high:
+                return True
+        return False
+
+    if not Path("/proc/self/maps").exists():
+        pytest.skip("no /proc/self/maps on this platform")
+    assert mapped()
+    del tensor
+    gc.collect()
+    assert mapped()  # the view still holds it
+    del view
+    gc.collect()
+    assert not mapped()
+
+
 def test_library_variants_run_their_torch_calls_on_the_cpu():
     class Library:
         source = None

@@ -8,12 +8,16 @@
 // it says nothing about speed or about the GPU's weaker memory ordering.
 #pragma once
 #include <cmath>
+#include <csetjmp>
+#include <csignal>
 #include <math.h>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <pthread.h>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -350,22 +354,10 @@ inline void fiber_entry() {
 
 inline constexpr size_t kStackBytes = 128 * 1024;
 
-// Run `body` for every thread of every block; returns an error message, empty when all went well.
-inline std::string launch(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& body) {
-    Launch L;
-    L.grid = grid;
-    L.block = block;
-    L.threads = block.x * block.y * block.z;
-    if (L.threads == 0 || L.threads > 1024) return "block size must be 1..1024 threads";
-    if (shared_bytes > 227 * 1024) return "more dynamic shared memory than an H100 block can have (227 KB)";
-    L.dynamic_shared.assign(shared_bytes + 16 + kDynamicSharedAlign, 0xFF);  // room to align the start
-    L.fibers = std::vector<Fiber>(L.threads);
-    for (auto& fiber : L.fibers) fiber.stack.reset(new unsigned char[kStackBytes]);
+// Every block of a launch in turn, each thread a fiber.
+inline void run_blocks(Launch& L) {
+    const dim3 grid = L.grid, block = L.block;
     const unsigned warps = (L.threads + 31) / 32;
-    L.body = &body;
-    current = &L;
-    blockDim = block;
-    gridDim = grid;
     const unsigned blocks = grid.x * grid.y * grid.z;
     for (unsigned b = 0; b < blocks && L.error.empty(); ++b) {
         blockIdx = uint3{b % grid.x, (b / grid.x) % grid.y, b / (grid.x * grid.y)};
@@ -415,6 +407,86 @@ inline std::string launch(dim3 grid, dim3 block, size_t shared_bytes, const std:
                        " that other threads never reach");
                 break;
             }
+        }
+    }
+}
+
+// An access far outside every buffer faults (a GPU reports "an illegal memory access was
+// encountered"; nearer ones land in the NaN guard zones around the harness's tensors). Without
+// this the fault would end the Python process mid-test, with no word of which kernel did it: the
+// handler jumps back to the launch, which reports the fault as the launch's error.
+struct FaultGuard {
+    static inline sigjmp_buf resume;
+    static inline pthread_t launcher;
+    static inline volatile sig_atomic_t armed = 0;
+    static inline void* address = nullptr;
+    static inline int signal_number = 0;
+    static inline struct sigaction previous_segv, previous_bus;
+    alignas(16) static inline unsigned char handler_stack[64 * 1024];  // a fault may be a fiber's stack overflow
+    stack_t previous_stack{};
+
+    static void handle(int signal_number_, siginfo_t* info, void*) {
+        if (!armed || !pthread_equal(pthread_self(), launcher)) {
+            // Not the emulated kernel's fault: put the previous handler back and let the access fault again.
+            sigaction(signal_number_, signal_number_ == SIGBUS ? &previous_bus : &previous_segv, nullptr);
+            return;
+        }
+        armed = 0;
+        signal_number = signal_number_;
+        address = info->si_addr;
+        siglongjmp(resume, 1);
+    }
+    FaultGuard() {
+        stack_t stack{};
+        stack.ss_sp = handler_stack;
+        stack.ss_size = sizeof handler_stack;
+        sigaltstack(&stack, &previous_stack);
+        struct sigaction action {};
+        action.sa_sigaction = handle;
+        action.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&action.sa_mask);
+        sigaction(SIGSEGV, &action, &previous_segv);
+        sigaction(SIGBUS, &action, &previous_bus);
+        launcher = pthread_self();
+    }
+    ~FaultGuard() {
+        armed = 0;
+        sigaction(SIGSEGV, &previous_segv, nullptr);
+        sigaction(SIGBUS, &previous_bus, nullptr);
+        sigaltstack(&previous_stack, nullptr);
+    }
+};
+
+// Run `body` for every thread of every block; returns an error message, empty when all went well.
+inline std::string launch(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& body) {
+    // On the heap, and the pointer never changes: after the fault's jump back, what it holds is valid.
+    const std::unique_ptr<Launch> owner(new Launch);
+    Launch& L = *owner;
+    L.grid = grid;
+    L.block = block;
+    L.threads = block.x * block.y * block.z;
+    if (L.threads == 0 || L.threads > 1024) return "block size must be 1..1024 threads";
+    if (shared_bytes > 227 * 1024) return "more dynamic shared memory than an H100 block can have (227 KB)";
+    L.dynamic_shared.assign(shared_bytes + 16 + kDynamicSharedAlign, 0xFF);  // room to align the start
+    L.fibers = std::vector<Fiber>(L.threads);
+    for (auto& fiber : L.fibers) fiber.stack.reset(new unsigned char[kStackBytes]);
+    L.body = &body;
+    current = &L;
+    blockDim = block;
+    gridDim = grid;
+    {
+        FaultGuard guard;
+        if (sigsetjmp(FaultGuard::resume, 1) == 0) {
+            FaultGuard::armed = 1;
+            run_blocks(L);
+        } else {
+            char where[32];
+            std::snprintf(where, sizeof where, "%p", FaultGuard::address);
+            L.error = "block (" + std::to_string(blockIdx.x) + "," + std::to_string(blockIdx.y) + "," +
+                      std::to_string(blockIdx.z) + ") thread " + std::to_string(linear_tid) + ": " +
+                      (FaultGuard::signal_number == SIGBUS ? "bus error" : "memory fault") + " at address " +
+                      where + ", outside every buffer: an out-of-bounds access (on a GPU, \"an illegal memory "
+                      "access was encountered\"; compute-sanitizer --tool memcheck names the line)";
         }
     }
     current = nullptr;
