@@ -204,6 +204,7 @@ def select_kernels(args) -> int:
 def emulate(ops, args) -> int:
     """Check every selected variant at every launch configuration on the CPU emulator."""
     from harness.check import Case, check_variant
+    from harness.emulator import EmulationError
     from harness.runner import selected_configs
 
     failures = 0
@@ -226,7 +227,12 @@ def emulate(ops, args) -> int:
                     if reason:
                         print(f"refused {label}: {reason}")
                         continue
-                    result, _ = check_variant(variant, case, config)
+                    try:
+                        result, _ = check_variant(variant, case, config)
+                    except EmulationError as exc:  # a hang, a fault, a bad launch: report it and go on
+                        failures += 1
+                        print(f"FAILED  {label}: {exc}")
+                        continue
                     failures += not result.passed
                     where = "emulated" if variant.source is not None else "library call on the CPU"
                     print(f"{'ok     ' if result.passed else 'FAILED '} {label}: "

@@ -100,6 +100,29 @@ def test_emulate_checks_on_the_cpu():
     assert "ok      layernorm.backward/1 fp32" in result.stdout
 
 
+def test_emulate_reports_a_launch_the_emulator_rejects_and_checks_the_rest(monkeypatch, capsys):
+    """A hang, a fault or a bad launch is one configuration's failure, not the end of the command."""
+    from harness import check, cli
+    from harness.emulator import EmulationError
+
+    real = check.check_variant
+
+    def faulting_at_64_threads(variant, case, config):
+        if config["block_size"] == 64:
+            raise EmulationError("layernorm_forward grid=(1,) block=(64,): block (0,0,0) thread 3: memory fault")
+        return real(variant, case, config)
+
+    monkeypatch.setattr(check, "check_variant", faulting_at_64_threads)
+    code = cli.main(["layernorm.forward", "--variant", "1", "--emulate", "--shape", "1,3,64", "--dtype", "fp32",
+                     "--block-size", "32", "64", "128"])
+    out = capsys.readouterr().out
+    assert code == cli.EXIT_CHECK_FAILED
+    assert "FAILED  layernorm.forward/1 fp32 (B=1,T=3,C=64) {'block_size': 64}: layernorm_forward" in out
+    assert "thread 3: memory fault" in out
+    for block_size in (32, 128):
+        assert f"ok      layernorm.forward/1 fp32 (B=1,T=3,C=64) {{'block_size': {block_size}}}" in out
+
+
 def test_bad_shape_from_the_command_line_exits_2():
     result = bench("layernorm", "--emulate", "--shape", "1,3")
     assert result.returncode == 2
