@@ -134,6 +134,26 @@ extern "C" __global__ void swap_halves(float* out, int synchronise) {
     torch.testing.assert_close(out, ((torch.arange(64) + 32) % 64).float())
 
 
+def test_odd_blocks_run_in_reverse_so_a_value_shared_by_thread_0_without_a_barrier_is_caught(tmp_path):
+    """The mirror image of the race above: thread 0 writes, every thread reads. Run in order, thread 0
+    writes first and the race hides; odd blocks run warps and lanes from the last, so there the
+    readers of every warp, lanes 1 to 31 of warp 0 included, see the poison."""
+    source = r'''
+extern "C" __global__ void broadcast(float* out, const float* inp, int synchronise) {
+    __shared__ float shared_value;
+    if (threadIdx.x == 0) shared_value = inp[blockIdx.x];
+    if (synchronise) __syncthreads();
+    out[blockIdx.x * blockDim.x + threadIdx.x] = shared_value;
+}'''
+    k = kernels(tmp_path, source)
+    inp, out = torch.tensor([3.0, 5.0]), torch.zeros(2, 64)
+    k.broadcast((2,), (64,), (out, inp, 0))
+    assert out[0].eq(3.0).all(), "block 0 runs in order: thread 0 wrote before the others read"
+    assert torch.isnan(out[1, 1:]).all() and out[1, 0] == 5.0
+    k.broadcast((2,), (64,), (out, inp, 1))
+    torch.testing.assert_close(out, torch.tensor([[3.0] * 64, [5.0] * 64]))
+
+
 def test_wmma_loads_of_a_tile_other_warps_still_write_are_reported(tmp_path):
     """Lanes of a warp that read a tile while other threads write it disagree; that is an error."""
     source = r'''

@@ -379,17 +379,22 @@ inline void run_blocks(Launch& L) {
             makecontext(&fiber.context, fiber_entry, 0);
         }
         // Warp by warp: a warp runs as far as it can (to a __syncthreads, or its end) before the next
-        // one starts. That is a legal GPU schedule and the one that exposes a missing __syncthreads:
-        // the first warp reads shared memory the later warps have not written yet, and sees poison
-        // or stale values.
+        // one starts. That is a legal GPU schedule and one that exposes a missing __syncthreads: the
+        // first warp reads shared memory the later warps have not written yet, and sees poison or
+        // stale values. Odd blocks run the warps, and the lanes within each, in the opposite order:
+        // also legal, and it catches the mirror-image race, where threads read what a lower thread
+        // or warp writes (thread 0 sharing a row's mean, say) with no barrier between.
+        const bool reversed = b % 2 == 1;
         bool progressed = true;
         while (progressed) {
             progressed = false;
-            for (unsigned w = 0; w < warps; ++w) {
-                const unsigned end = std::min(L.threads, 32 * (w + 1));
+            for (unsigned i = 0; i < warps; ++i) {
+                const unsigned w = reversed ? warps - 1 - i : i;
+                const unsigned first = 32 * w, count = std::min(L.threads, 32 * (w + 1)) - first;
                 for (bool warp_progressed = true; warp_progressed;) {
                     warp_progressed = false;
-                    for (unsigned t = 32 * w; t < end; ++t) {
+                    for (unsigned j = 0; j < count; ++j) {
+                        const unsigned t = first + (reversed ? count - 1 - j : j);
                         Fiber& fiber = L.fibers[t];
                         if (fiber.state != Fiber::Runnable) continue;
                         progressed = warp_progressed = true;
