@@ -100,6 +100,21 @@ def _compiler() -> str:
     return compiler
 
 
+@lru_cache(maxsize=None)
+def uninitialised_pattern_flags() -> tuple[str, ...]:
+    """g++ 12+ and clang fill every uninitialised local with a byte pattern (0xFE: a float of about
+    -1.7e38), as a GPU leaves a register holding garbage. A fiber's fresh stack is otherwise zeros,
+    and `float sum;` with no `= 0.0f` would sum correctly here and wrongly on the GPU. (A local set
+    on some paths only may still be folded to its one assigned value by g++'s optimiser.)"""
+    flag = "-ftrivial-auto-var-init=pattern"
+    with tempfile.TemporaryDirectory() as work:
+        probe = Path(work) / "probe.cpp"
+        probe.write_text("int main() { int x; return x; }\n")
+        done = subprocess.run([_compiler(), flag, "-c", str(probe), "-o", str(Path(work) / "probe.o")],
+                              capture_output=True)
+    return (flag,) if done.returncode == 0 else ()
+
+
 def _run(command: list[str], what: str) -> str:
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -116,7 +131,7 @@ def build(source: Path, dtype: str) -> tuple[Path, dict[str, list[Param]]]:
     digest = hashlib.sha256()
     for path in [source, *local_includes(source), *sorted(INCLUDE_DIR.rglob("*.h")), Path(__file__)]:
         digest.update(path.read_bytes())
-    digest.update(repr((defines, _compiler())).encode())
+    digest.update(repr((defines, _compiler(), uninitialised_pattern_flags())).encode())
     folder = CACHE_DIR / "emulator"
     library = folder / f"{source.stem}-{dtype}-{digest.hexdigest()[:20]}.so"
     folder.mkdir(parents=True, exist_ok=True)
@@ -132,7 +147,8 @@ def build(source: Path, dtype: str) -> tuple[Path, dict[str, list[Param]]]:
             unit = Path(work) / "unit.cpp"
             unit.write_text(transformed.read_text() + "".join(wrapper(n, p) for n, p in kernels.items()))
             output = Path(work) / "unit.so"
-            _run([_compiler(), "-std=c++20", "-O1", "-g0", "-fPIC", "-shared", "-pthread", "-w", *defines,
+            _run([_compiler(), "-std=c++20", "-O1", "-g0", "-fPIC", "-shared", "-pthread", "-w",
+                  *uninitialised_pattern_flags(), *defines,
                   *includes, str(unit), "-o", str(output)], f"compiling {source.name} for the emulator")
             os.replace(output, library)
     return library, kernels

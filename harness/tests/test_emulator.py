@@ -154,6 +154,32 @@ extern "C" __global__ void broadcast(float* out, const float* inp, int synchroni
     torch.testing.assert_close(out, torch.tensor([[3.0] * 64, [5.0] * 64]))
 
 
+def test_an_uninitialised_accumulator_gives_a_wrong_sum(tmp_path):
+    """On a GPU an uninitialised register holds garbage; a fiber's fresh stack would hold zeros, and
+    `float sum;` would add up correctly by luck. The emulator fills such locals with a pattern."""
+    from harness.emulator import uninitialised_pattern_flags
+
+    if not uninitialised_pattern_flags():
+        pytest.skip("this C++ compiler has no -ftrivial-auto-var-init=pattern (g++ 12+ or clang)")
+    source = r'''
+extern "C" __global__ void row_sum(float* out, const float* inp, int C) {
+    float sum = 0.0f;
+    for (int c = 0; c < C; c++) sum += inp[threadIdx.x * C + c];
+    out[threadIdx.x] = sum;
+}
+extern "C" __global__ void row_sum_uninitialised(float* out, const float* inp, int C) {
+    float sum;
+    for (int c = 0; c < C; c++) sum += inp[threadIdx.x * C + c];
+    out[threadIdx.x] = sum;
+}'''
+    k = kernels(tmp_path, source)
+    inp, out = torch.ones(32, 5), torch.zeros(32)
+    k.row_sum((1,), (32,), (out, inp, 5))
+    assert out.eq(5.0).all()
+    k.row_sum_uninitialised((1,), (32,), (out, inp, 5))
+    assert not out.eq(5.0).any()
+
+
 def test_wmma_loads_of_a_tile_other_warps_still_write_are_reported(tmp_path):
     """Lanes of a warp that read a tile while other threads write it disagree; that is an error."""
     source = r'''
