@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--emulate", action="store_true",
                         help="check (not time) the selected variants on the CPU emulator; needs no GPU. "
                              "Default shape: the layer's smallest test shape")
+    parser.add_argument("--ncu", action="store_true",
+                        help="profile one checked call of each selected variant (its default launch config, "
+                             "or those of --block-size) with Nsight Compute, instead of timing")
+    parser.add_argument("--ncu-set", metavar="SET",
+                        help="with --ncu: an ncu section set (e.g. full) instead of the default sections")
     return parser
 
 
@@ -242,6 +247,22 @@ def emulate(ops, args) -> int:
     return EXIT_CHECK_FAILED if failures else 0
 
 
+def profile_with_ncu(ops, args) -> int:
+    """One checked call per selected variant, dtype and config under Nsight Compute (harness/nsight.py)."""
+    from harness import gpu
+    from harness.nsight import profile
+    from harness.runner import selected_configs
+
+    gpu.require_gpu()
+    failures = profile(
+        ops, variants_of=lambda op: select(args, op),
+        dtypes=("fp32", "bf16") if args.dtype == "all" else (args.dtype,),
+        dims_of=lambda op: parse_shape(args.shape, op) if args.shape else op.make_dims(op.bench_shape),
+        configs_of=lambda variant: selected_configs(variant, args.block_size, default_only=not args.block_size),
+        arch=gpu.device_arch(), ncu_set=args.ncu_set)
+    return EXIT_CHECK_FAILED if failures else 0
+
+
 def run(args) -> int:
     from harness.registry import find_ops
 
@@ -250,6 +271,8 @@ def run(args) -> int:
         return 0
     if args.select:
         return select_kernels(args)
+    if args.ncu_set and not args.ncu:
+        raise UserError("--ncu-set only applies to --ncu")
     if args.arch and not args.compile_only:
         raise UserError("--arch only applies to --compile-only (timing and checks use this GPU's architecture)")
     if args.compile_only and not args.layer:
@@ -273,6 +296,8 @@ def run(args) -> int:
         return compile_only(ops, args)
     if args.emulate:
         return emulate(ops, args)
+    if args.ncu:
+        return profile_with_ncu(ops, args)
 
     from harness import gpu
 

@@ -32,6 +32,7 @@ def test_list_shows_every_variant_from_its_header():
     (["layernorm.upward"], "no pass 'upward'"),
     ([], "name a layer"),
     (["layernorm", "--repeats", "0"], "--repeats must be at least 1"),
+    (["layernorm", "--ncu-set", "full"], "--ncu-set only applies to --ncu"),
 ])
 def test_bad_input_exits_2_with_message(args, message):
     result = bench(*args)
@@ -65,6 +66,14 @@ def test_without_gpu_timing_says_what_still_works(tmp_path):
     assert result.returncode == 2
     assert "needs a CUDA GPU" in result.stderr and "--compile-only" in result.stderr
     assert not target.exists(), "nothing half-written on failure"
+
+
+def test_without_gpu_ncu_says_what_still_works():
+    if gpu_unavailable_reason() is None:
+        pytest.skip("a GPU is present")
+    result = bench("layernorm", "--variant", "5", "--ncu")
+    assert result.returncode == 2
+    assert "needs a CUDA GPU" in result.stderr and "--emulate" in result.stderr
 
 
 def test_compile_only_builds_selected_variants_without_gpu():
