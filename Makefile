@@ -4,7 +4,7 @@ PYTHON ?= python3
 BENCH_FLAGS ?=
 LAYERS ?= $(shell $(PYTHON) -c "from harness.registry import layers; print(' '.join(layers()))" 2>/dev/null)
 
-.PHONY: install test test-kernels notebooks gpu gpu-lent gpu-sanitize gpu-compile gpu-tests gpu-bench gpu-notebooks gpu-train gpu-summary gpu-pack device-wheels docs clean-cache
+.PHONY: install test test-kernels notebooks gpu gpu-lent gpu-sanitize gpu-compile gpu-tests gpu-bench gpu-notebooks gpu-train gpu-ncu gpu-summary gpu-pack device-wheels docs clean-cache
 
 install:
 	$(PYTHON) -m pip install -r requirements.txt
@@ -25,7 +25,7 @@ notebooks:
 # The parts are targets of their own, so a machine with a per-command time limit can run them in turn.
 # (LOGS, not OUT: a lent device machine sets OUT in the environment, and make would take it.)
 LOGS ?= gpu-out
-gpu: gpu-tests gpu-sanitize gpu-bench gpu-notebooks gpu-train gpu-summary
+gpu: gpu-tests gpu-sanitize gpu-bench gpu-notebooks gpu-train gpu-ncu gpu-summary
 
 # On a lent GPU machine whose commands may run a few minutes: every stage that fits in BUDGET seconds,
 # each stopped when it overruns its share, then the summary and (with PACK=dir) dir/gpu-results.tgz.
@@ -72,6 +72,11 @@ gpu-notebooks:
 
 gpu-summary:
 	$(PYTHON) -m harness.summary $(LOGS)
+
+# Nsight Compute's view of one ladder step (bench.py --ncu); NCU=/path/to/ncu where it is not on PATH.
+gpu-ncu:
+	mkdir -p $(LOGS)
+	$(PYTHON) bench.py layernorm.forward --variant 5 --ncu 2>&1 | tee $(LOGS)/ncu.log
 
 # GPT-2 124M, B=32, T=1024, bf16, with the kernels bench.py --select picks from this GPU's results:
 # 40 steps on tiny shakespeare with the per-op profile; the log and its table go to results/. DATA holds

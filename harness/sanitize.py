@@ -8,7 +8,7 @@ NVIDIA's compute-sanitizer, which sees what neither the CPU emulator nor an outp
 Without torch's caching allocator every buffer is its own allocation, so an access past its end is
 out of bounds rather than inside a neighbouring tensor's memory. memcheck reports out-of-bounds and
 misaligned accesses even when they happen to read harmless values; racecheck reports shared-memory
-hazards on the GPU's real schedule (the emulator runs warps in one legal order only). Library
+hazards on the GPU's real schedule (the emulator runs warps in two fixed legal orders only). Library
 variants (cuBLAS through torch, no .cu file) are skipped: their kernels are not ours. Each check
 still compares the outputs with the float64 reference, so the run also fails on a wrong answer.
 `--device cpu` runs the same checks on the emulator (no sanitizer).
