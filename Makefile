@@ -68,7 +68,7 @@ gpu-bench:
 # The benchmark cells time every variant with torch.compile baselines: more than nbmake's default 300 s a cell.
 gpu-notebooks:
 	mkdir -p $(LOGS)
-	$(PYTHON) -m pytest --nbmake --nbmake-timeout=900 notebooks -q 2>&1 | tee $(LOGS)/notebooks.log
+	set -o pipefail; $(PYTHON) -m pytest --nbmake --nbmake-timeout=900 notebooks -q 2>&1 | tee $(LOGS)/notebooks.log
 
 gpu-summary:
 	$(PYTHON) -m harness.summary $(LOGS)
@@ -76,7 +76,7 @@ gpu-summary:
 # Nsight Compute's view of one ladder step (bench.py --ncu); NCU=/path/to/ncu where it is not on PATH.
 gpu-ncu:
 	mkdir -p $(LOGS)
-	$(PYTHON) bench.py layernorm.forward --variant 5 --ncu 2>&1 | tee $(LOGS)/ncu.log
+	set -o pipefail; $(PYTHON) bench.py layernorm.forward --variant 5 --ncu 2>&1 | tee $(LOGS)/ncu.log
 
 # GPT-2 124M, B=32, T=1024, bf16, with the kernels bench.py --select picks from this GPU's results:
 # 40 steps on tiny shakespeare with the per-op profile; the log and its table go to results/. DATA holds

@@ -273,6 +273,8 @@ def run(args) -> int:
         return select_kernels(args)
     if args.ncu_set and not args.ncu:
         raise UserError("--ncu-set only applies to --ncu")
+    if args.ncu and (args.emulate or args.compile_only):
+        raise UserError("--ncu profiles on the GPU: leave out --emulate and --compile-only")
     if args.arch and not args.compile_only:
         raise UserError("--arch only applies to --compile-only (timing and checks use this GPU's architecture)")
     if args.compile_only and not args.layer:

@@ -11,7 +11,8 @@ the poisoning and the comparison (torch's kernels) are not profiled. ncu then pr
 default the sections that answer a ladder's questions: Speed of Light (achieved % of the GPU's memory
 and compute throughput), memory workload (bytes per level, L2 hit rate, bank conflicts), occupancy, and
 launch statistics (registers and shared memory per thread and block). Library variants are skipped:
-their kernels are cuBLAS's, not ours.
+their kernels are cuBLAS's, not ours. A call ncu could not profile (no permission for the counters,
+or a filter that matched nothing) is a failure, never a silent success.
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from pathlib import Path
 
 from harness.errors import UserError
 
-SECTIONS = ["SpeedOfLight", "MemoryWorkloadAnalysis", "Occupancy", "LaunchStats"]
+SECTIONS = ["SpeedOfLight", "MemoryWorkloadAnalysis", "MemoryWorkloadAnalysis_Tables", "Occupancy", "LaunchStats"]
+NOTHING_PROFILED = "No kernels were profiled"  # ncu's warning when its filter matched no launch
 TOOLKIT_NCU = "/usr/local/cuda/bin/ncu"
 
 
@@ -60,17 +62,28 @@ def ncu_command(ncu: str, names: list[str], child: list[str], ncu_set: str | Non
     return [ncu, "--kernel-name", "regex:^(" + "|".join(map(re.escape, names)) + ")$", *sections, *child]
 
 
+def run_and_echo(argv: list[str]) -> tuple[int, str]:
+    """Run argv, its output echoed as it comes and returned with the exit code."""
+    import subprocess
+
+    lines = []
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+        for line in process.stdout:
+            print(line, end="", flush=True)
+            lines.append(line)
+    return process.returncode, "".join(lines)
+
+
 def profile(ops, variants_of, dtypes, dims_of, configs_of, arch: str, ncu_set: str | None = None,
             run=None) -> int:
     """Run ncu over one call of every selected (variant, dtype, config); returns how many failed.
 
     variants_of(op), dims_of(op) and configs_of(variant) make the selection (bench.py's flags); arch
-    is the GPU's (sm_90), for the kernel names of the code it runs; `run(argv)` starts a process and returns its exit code (subprocess.call; tests pass a stand-in)."""
-    import subprocess
-
-    run = run or subprocess.call
+    is the GPU's (sm_90), for the kernel names of the code it runs; `run(argv)` runs a process and
+    returns its exit code and output (tests pass a stand-in)."""
+    run = run or run_and_echo
     ncu = find_ncu()
-    failures = 0
+    failures = profiled = 0
     for op in ops:
         dims = dims_of(op)
         for dtype in dtypes:
@@ -90,12 +103,20 @@ def profile(ops, variants_of, dtypes, dims_of, configs_of, arch: str, ncu_set: s
                     print(f"== ncu: {label} {config}", flush=True)
                     command = ncu_command(ncu, kernel_names(variant, dtype, arch),
                                           child_command(op.id, variant.number, dtype, dims, config), ncu_set)
-                    code = run(command)
+                    code, output = run(command)
+                    profiled += 1
                     if code:
                         failures += 1
                         print(f"FAILED  {label} {config}: exit code {code} (where ncu says ERR_NVGPUCTRPERM, "
                               "profiling needs permission for the GPU's counters: run as root, or see "
                               "https://developer.nvidia.com/ERR_NVGPUCTRPERM)", flush=True)
+                    elif NOTHING_PROFILED in output:
+                        failures += 1
+                        print(f"FAILED  {label} {config}: ncu profiled none of the variant's kernels", flush=True)
+    if not profiled:
+        raise UserError("nothing to profile: no selected variant has its own kernels and a launch "
+                        "configuration for this shape and dtype (library variants are skipped; --block-size "
+                        "must name one of the variant's configurations)")
     return failures
 
 

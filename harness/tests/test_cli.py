@@ -33,6 +33,7 @@ def test_list_shows_every_variant_from_its_header():
     ([], "name a layer"),
     (["layernorm", "--repeats", "0"], "--repeats must be at least 1"),
     (["layernorm", "--ncu-set", "full"], "--ncu-set only applies to --ncu"),
+    (["layernorm", "--ncu", "--emulate"], "--ncu profiles on the GPU: leave out --emulate"),
 ])
 def test_bad_input_exits_2_with_message(args, message):
     result = bench(*args)

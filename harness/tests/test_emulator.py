@@ -337,6 +337,41 @@ def test_an_access_far_out_of_bounds_is_reported_and_the_process_goes_on(tmp_pat
     assert out.eq(2.0).all()
 
 
+def test_a_stack_overflow_a_wild_pointer_and_a_second_error_are_reported_as_they_are(tmp_path):
+    """A fiber's stack ends at an inaccessible page, so runaway recursion faults there (it used to
+    write over the heap and abort the process later); an uninitialised pointer is named as such;
+    and when a thread faults after another thread's error, the first error is the one reported."""
+    k = kernels(tmp_path, r'''
+__device__ float deep(int n) {
+    volatile float frame[1024];  // 4 KB a call
+    frame[n % 1024] = (float)n;
+    return n == 0 ? frame[0] : deep(n - 1) + frame[n % 1024];
+}
+extern "C" __global__ void recurse(float* out, int depth) { out[threadIdx.x] = deep(depth); }
+extern "C" __global__ void wild(float* out) {
+    float* pointer;  // never set: the emulator fills it with 0xFE bytes, as a GPU leaves garbage
+    out[threadIdx.x] = *pointer;
+}
+extern "C" __global__ void misaligned_then_fault(float* out, int mebi) {
+    if (threadIdx.x == 0) out[0] = load128(out + 1)[0];  // a 16-byte load from a 4-byte aligned address
+    if (threadIdx.x == 3) out[(long long)mebi << 20] = 1.0f;
+}''')
+    out = torch.zeros(64)
+    k.recurse((1,), (32,), (out, 8))  # 32 KB of stack: fine
+    with pytest.raises(EmulationError, match="memory fault .*stack overflow"):
+        k.recurse((1,), (32,), (out, 200))  # 800 KB
+    from harness.emulator import uninitialised_pattern_flags
+
+    if uninitialised_pattern_flags():
+        with pytest.raises(EmulationError, match="non-canonical address"):
+            k.wild((1,), (32,), (out,))
+    with pytest.raises(EmulationError, match="thread 0: .*not aligned") as caught:
+        k.misaligned_then_fault((1,), (32,), (out, -(1 << 20)))
+    assert "memory fault" not in str(caught.value)
+    k.recurse((1,), (32,), (out, 8))  # and the emulator still works
+    assert out[:32].ne(0).all()
+
+
 def test_an_access_just_past_the_guard_zones_faults(tmp_path):
     """The harness's CPU buffers end within 256 bytes of inaccessible memory (harness/emulator/fenced.py):
     an overrun past the NaN guard zone is a reported fault, not a write into someone else's memory."""

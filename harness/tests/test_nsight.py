@@ -43,7 +43,9 @@ def test_profile_runs_one_command_per_variant_and_config_skips_libraries_and_ref
 
     def run(argv):
         commands.append(argv)
-        return 1 if argv[-4] == "4" else 0  # variant 4's child "fails"
+        if argv[-4] == "1":  # ncu ran variant 1's child, but its filter matched no launch
+            return 0, "==WARNING== No kernels were profiled.\n"
+        return (1 if argv[-4] == "4" else 0), ""  # variant 4's child "fails"
 
     [op] = find_ops("matmul", "forward")
     dims = op.make_dims((2, 5, 40, 48))  # every size a multiple of 8 but M: the tensor-core variants run
@@ -54,7 +56,8 @@ def test_profile_runs_one_command_per_variant_and_config_skips_libraries_and_ref
     assert profiled == sorted(v.number for v in op.variants if v.source is not None and "bf16" in v.dtypes
                               and not v.refusal(dims, "bf16", v.configs[0]))
     assert "skipped matmul.forward/3 bf16" in out  # cuBLAS through torch
-    assert failures == profiled.count(4) and "FAILED  matmul.forward/4 bf16" in out
+    assert failures == 2 and "FAILED  matmul.forward/4 bf16" in out
+    assert re.search(r"FAILED  matmul.forward/1 bf16 \(B=2,T=5,C=40,OC=48\) {.*}: ncu profiled none", out)
     for argv in commands:
         assert argv[0] == sys.executable and argv[1] == "--kernel-name"
         assert argv[-5:-1] == ["matmul.forward", argv[-4], "bf16", "2,5,40,48"]
@@ -65,6 +68,10 @@ def test_profile_runs_one_command_per_variant_and_config_skips_libraries_and_ref
                    configs_of=lambda v: v.configs[:1], arch="sm_90", run=run)
     out = capsys.readouterr().out
     assert "refused matmul.forward/4 bf16" in out and all(argv[-4] != "4" for argv in commands)
+
+    with pytest.raises(nsight.UserError, match="nothing to profile"):  # only the cuBLAS variant selected
+        nsight.profile([op], variants_of=lambda o: [v for v in o.variants if v.source is None], dtypes=("bf16",),
+                       dims_of=lambda o: dims, configs_of=lambda v: v.configs[:1], arch="sm_90", run=run)
 
 
 def test_without_ncu_the_message_says_where_to_get_it(monkeypatch):
@@ -94,7 +101,7 @@ def test_bench_ncu_profiles_the_default_config_at_the_bench_shape_or_the_chosen_
     monkeypatch.setattr(gpu, "require_gpu", lambda: None)  # stand-ins for the GPU's services
     monkeypatch.setattr(gpu, "device_arch", lambda: "sm_90")
     commands = []
-    monkeypatch.setattr(subprocess, "call", lambda argv: commands.append(argv) or 0)
+    monkeypatch.setattr(nsight, "run_and_echo", lambda argv: (commands.append(argv), (0, ""))[1])
 
     assert cli.main(["layernorm.forward", "--variant", "5", "--dtype", "bf16", "--ncu"]) == 0
     [command] = commands
@@ -107,3 +114,8 @@ def test_bench_ncu_profiles_the_default_config_at_the_bench_shape_or_the_chosen_
     assert [c[-2:] for c in commands] == [["4,64,1600", '{"block_size": 256}'], ["4,64,1600", '{"block_size": 512}']]
     assert all(c[3:5] == ["--set", "full"] for c in commands)
     assert "== ncu: layernorm.forward/5 fp32 (B=4,T=64,C=1600) {'block_size': 256}" in capsys.readouterr().out
+
+
+def test_run_and_echo_returns_the_exit_code_and_the_output(capsys):
+    code, output = nsight.run_and_echo([sys.executable, "-c", "print('==WARNING== No kernels were profiled.'); exit(3)"])
+    assert code == 3 and nsight.NOTHING_PROFILED in output and nsight.NOTHING_PROFILED in capsys.readouterr().out

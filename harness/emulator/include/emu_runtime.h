@@ -18,6 +18,8 @@
 #include <functional>
 #include <memory>
 #include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -63,9 +65,30 @@ inline void check_aligned(const void* address, size_t bytes, const char* what) {
 
 // One fiber per CUDA thread of the running block. Fibers switch only at barriers (__syncthreads,
 // shuffles, __syncwarp), so one OS thread runs the block deterministically and cheaply.
+// A fiber's stack, with an inaccessible guard page below it: a kernel that overflows its stack
+// (deep recursion, huge local arrays) faults there, and FaultGuard reports it, rather than writing
+// over the heap and aborting the process later.
+struct FiberStack {
+    static constexpr size_t kBytes = 128 * 1024;
+    unsigned char* mapping = nullptr;
+    size_t length = 0;
+    FiberStack() {
+        const size_t page = size_t(sysconf(_SC_PAGESIZE));
+        length = kBytes + page;
+        void* address = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (address == MAP_FAILED) throw std::bad_alloc();
+        mapping = static_cast<unsigned char*>(address);
+        mprotect(mapping, page, PROT_NONE);
+    }
+    ~FiberStack() { munmap(mapping, length); }
+    FiberStack(const FiberStack&) = delete;
+    FiberStack& operator=(const FiberStack&) = delete;
+    unsigned char* base() const { return mapping + (length - kBytes); }
+};
+
 struct Fiber {
     ucontext_t context;
-    std::unique_ptr<unsigned char[]> stack;  // not zeroed: untouched pages cost nothing
+    std::unique_ptr<FiberStack> stack;
     enum State { Runnable, Waiting, Done } state = Runnable;
     int waiting_on = -1;  // barrier id: 0 is the block, 1 + w is warp w
 };
@@ -352,7 +375,6 @@ inline void fiber_entry() {
     // returning ends the fiber: uc_link resumes the scheduler
 }
 
-inline constexpr size_t kStackBytes = 128 * 1024;
 
 // Every block of a launch in turn, each thread a fiber.
 inline void run_blocks(Launch& L) {
@@ -373,8 +395,8 @@ inline void run_blocks(Launch& L) {
             fiber.state = Fiber::Runnable;
             fiber.waiting_on = -1;
             getcontext(&fiber.context);
-            fiber.context.uc_stack.ss_sp = fiber.stack.get();
-            fiber.context.uc_stack.ss_size = kStackBytes;
+            fiber.context.uc_stack.ss_sp = fiber.stack->base();
+            fiber.context.uc_stack.ss_size = FiberStack::kBytes;
             fiber.context.uc_link = &L.scheduler;
             makecontext(&fiber.context, fiber_entry, 0);
         }
@@ -426,6 +448,7 @@ struct FaultGuard {
     static inline volatile sig_atomic_t armed = 0;
     static inline void* address = nullptr;
     static inline int signal_number = 0;
+    static inline int signal_code = 0;
     static inline struct sigaction previous_segv, previous_bus;
     alignas(16) static inline unsigned char handler_stack[64 * 1024];  // a fault may be a fiber's stack overflow
     stack_t previous_stack{};
@@ -438,6 +461,7 @@ struct FaultGuard {
         }
         armed = 0;
         signal_number = signal_number_;
+        signal_code = info->si_code;
         address = info->si_addr;
         siglongjmp(resume, 1);
     }
@@ -474,7 +498,7 @@ inline std::string launch(dim3 grid, dim3 block, size_t shared_bytes, const std:
     if (shared_bytes > 227 * 1024) return "more dynamic shared memory than an H100 block can have (227 KB)";
     L.dynamic_shared.assign(shared_bytes + 16 + kDynamicSharedAlign, 0xFF);  // room to align the start
     L.fibers = std::vector<Fiber>(L.threads);
-    for (auto& fiber : L.fibers) fiber.stack.reset(new unsigned char[kStackBytes]);
+    for (auto& fiber : L.fibers) fiber.stack = std::make_unique<FiberStack>();
     L.body = &body;
     current = &L;
     blockDim = block;
@@ -485,13 +509,17 @@ inline std::string launch(dim3 grid, dim3 block, size_t shared_bytes, const std:
             FaultGuard::armed = 1;
             run_blocks(L);
         } else {
-            char where[32];
-            std::snprintf(where, sizeof where, "%p", FaultGuard::address);
-            L.error = "block (" + std::to_string(blockIdx.x) + "," + std::to_string(blockIdx.y) + "," +
-                      std::to_string(blockIdx.z) + ") thread " + std::to_string(linear_tid) + ": " +
-                      (FaultGuard::signal_number == SIGBUS ? "bus error" : "memory fault") + " at address " +
-                      where + ", outside every buffer: an out-of-bounds access (on a GPU, \"an illegal memory "
-                      "access was encountered\"; compute-sanitizer --tool memcheck names the line)";
+            char where[64];
+            std::snprintf(where, sizeof where, "address %p", FaultGuard::address);
+#ifdef SI_KERNEL
+            if (FaultGuard::signal_code == SI_KERNEL)  // Linux gives no address for a non-canonical one
+                std::snprintf(where, sizeof where, "a non-canonical address (an uninitialised pointer?)");
+#endif
+            L.fail("block (" + std::to_string(blockIdx.x) + "," + std::to_string(blockIdx.y) + "," +
+                   std::to_string(blockIdx.z) + ") thread " + std::to_string(linear_tid) + ": " +
+                   (FaultGuard::signal_number == SIGBUS ? "bus error" : "memory fault") + " at " + where +
+                   ", outside every buffer: an out-of-bounds access or a stack overflow (on a GPU, \"an "
+                   "illegal memory access was encountered\"; compute-sanitizer --tool memcheck names the line)");
         }
     }
     current = nullptr;
