@@ -103,6 +103,7 @@ def test_markdown_list_has_a_row_per_variant():
     assert len(table) == 2 + len(all_variants())
 
 
+@pytest.mark.emulated
 def test_emulate_checks_on_the_cpu():
     result = bench("layernorm", "--variant", "1", "--emulate", "--shape", "1,3,64", "--block-size", "32")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -110,6 +111,7 @@ def test_emulate_checks_on_the_cpu():
     assert "ok      layernorm.backward/1 fp32" in result.stdout
 
 
+@pytest.mark.emulated
 def test_emulate_reports_a_launch_the_emulator_rejects_and_checks_the_rest(monkeypatch, capsys):
     """A hang, a fault or a bad launch is one configuration's failure, not the end of the command."""
     from harness import check, cli
@@ -139,6 +141,7 @@ def test_bad_shape_from_the_command_line_exits_2():
     assert "give 3 integers B,T,C" in result.stderr
 
 
+@pytest.mark.emulated
 def test_emulate_without_a_shape_takes_the_smallest_one_each_variant_accepts():
     """The fused tensor-core variants refuse the tiny head sizes the test shapes start with."""
     result = bench("flash_attention", "--variant", "2", "--emulate")

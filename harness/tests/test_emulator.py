@@ -7,6 +7,8 @@ import torch
 from harness.emulator import EmulationError, build, load_variant
 from harness.emulator import EmulatedKernels
 
+pytestmark = pytest.mark.emulated  # CI runs these; a GPU run (-m "not emulated") need not have g++
+
 HEADER = "/*\n * toy forward, variant 1: t\n *\n * Changed: x\n * Teaches: y\n * Run: z\n */\n#include \"common.cuh\"\n"
 
 

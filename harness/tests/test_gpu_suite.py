@@ -5,6 +5,8 @@ import sys
 import tarfile
 import time
 
+import pytest
+
 from harness.gpu_suite import ROOT, Stage, main, pack, run_stages
 
 
@@ -110,6 +112,7 @@ def test_unknown_stage_is_refused(tmp_path, capsys):
     assert "unknown stages ['benchmarks']" in capsys.readouterr().err
 
 
+@pytest.mark.emulated
 def test_sanitize_workload_runs_every_kernel_variant_on_the_emulator(capsys):
     from harness.sanitize import main as sanitize, sanitized_checks
 

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KERNEL_VARIANTS = [v for v in all_variants() if v.source is not None]
 
 
+@pytest.mark.emulated  # the emulator's compiler lists the kernels
 @pytest.mark.parametrize("variant", KERNEL_VARIANTS, ids=[v.id for v in KERNEL_VARIANTS])
 def test_the_filter_names_every_kernel_of_the_variant(variant):
     """ncu's filter comes from ptxas's report (NVRTC); the emulator finds the kernels in the
