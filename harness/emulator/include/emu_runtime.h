@@ -63,8 +63,6 @@ inline void check_aligned(const void* address, size_t bytes, const char* what) {
                     " is not aligned to " + std::to_string(bytes) + " bytes (a misaligned-address fault on a GPU)");
 }
 
-// One fiber per CUDA thread of the running block. Fibers switch only at barriers (__syncthreads,
-// shuffles, __syncwarp), so one OS thread runs the block deterministically and cheaply.
 // A fiber's stack, with an inaccessible guard page below it: a kernel that overflows its stack
 // (deep recursion, huge local arrays) faults there, and FaultGuard reports it, rather than writing
 // over the heap and aborting the process later.
@@ -86,6 +84,8 @@ struct FiberStack {
     unsigned char* base() const { return mapping + (length - kBytes); }
 };
 
+// One fiber per CUDA thread of the running block. Fibers switch only at barriers (__syncthreads,
+// shuffles, __syncwarp), so one OS thread runs the block deterministically and cheaply.
 struct Fiber {
     ucontext_t context;
     std::unique_ptr<FiberStack> stack;
@@ -374,7 +374,6 @@ inline void fiber_entry() {
     }
     // returning ends the fiber: uc_link resumes the scheduler
 }
-
 
 // Every block of a launch in turn, each thread a fiber.
 inline void run_blocks(Launch& L) {
