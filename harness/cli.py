@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--emulate", action="store_true",
                         help="check (not time) the selected variants on the CPU emulator; needs no GPU. "
                              "Default shape: the layer's smallest test shape")
+    parser.add_argument("--accesses", action="store_true",
+                        help="with --emulate: count each source line's memory transactions per warp-level "
+                             "request (global sectors, shared-memory wavefronts and bank conflicts) as Nsight "
+                             "Compute does, for the default launch config (or those of --block-size)")
     parser.add_argument("--ncu", action="store_true",
                         help="profile one checked call of each selected variant (its default launch config, "
                              "or those of --block-size) with Nsight Compute, instead of timing")
@@ -212,6 +216,8 @@ def emulate(ops, args) -> int:
     from harness.emulator import EmulationError
     from harness.runner import selected_configs
 
+    if args.accesses:
+        from harness.access_profile import format_table, profile_variant, summary
     failures = 0
     for op in ops:
         shapes = [parse_shape(args.shape, op)] if args.shape else sorted(op.shapes, key=math.prod)
@@ -219,7 +225,11 @@ def emulate(ops, args) -> int:
             variants = [v for v in select(args, op) if dtype in v.dtypes]
             cases = {}  # one Case per shape, shared by the variants checked at it
             for variant in variants:
-                configs = selected_configs(variant, args.block_size)
+                if args.accesses and variant.source is None:
+                    print(f"skipped {variant.id} {dtype}: a library call has no kernel source to profile")
+                    continue
+                configs = selected_configs(variant, args.block_size,
+                                           default_only=args.accesses and not args.block_size)
                 # Without --shape, the smallest test shape the variant accepts (the fused attention
                 # kernels, say, refuse the tiny head sizes that come first).
                 dims = next((d for d in shapes if any(not variant.refusal(d, dtype, c) for c in configs)), shapes[0])
@@ -233,7 +243,10 @@ def emulate(ops, args) -> int:
                         print(f"refused {label}: {reason}")
                         continue
                     try:
-                        result, _ = check_variant(variant, case, config)
+                        if args.accesses:
+                            result, accesses = profile_variant(variant, case, config)
+                        else:
+                            result, _ = check_variant(variant, case, config)
                     except EmulationError as exc:  # a hang, a fault, a bad launch: report it and go on
                         failures += 1
                         print(f"FAILED  {label}: {exc}")
@@ -244,6 +257,9 @@ def emulate(ops, args) -> int:
                           f"{100 * result.tolerance_used:.0f}% of tolerance used ({where})")
                     if not result.passed:
                         print(result.describe())
+                    if args.accesses:
+                        print(format_table(accesses))
+                        print(f"  {summary(accesses)}\n")
     return EXIT_CHECK_FAILED if failures else 0
 
 
@@ -273,6 +289,8 @@ def run(args) -> int:
         return select_kernels(args)
     if args.ncu_set and not args.ncu:
         raise UserError("--ncu-set only applies to --ncu")
+    if args.accesses and not args.emulate:
+        raise UserError("--accesses counts memory transactions on the CPU emulator: add --emulate")
     if args.ncu and (args.emulate or args.compile_only):
         raise UserError("--ncu profiles on the GPU: leave out --emulate and --compile-only")
     if args.arch and not args.compile_only:

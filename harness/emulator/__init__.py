@@ -6,7 +6,9 @@ tails, unwritten outputs, out-of-bounds accesses (with the guarded, fenced buffe
 a fault is the launch's error, see FaultGuard in emu_runtime.h and fenced.py), barriers
 or full-mask shuffles after threads returned, and launch lines that pass the wrong number or types
 of arguments. It measures nothing about speed and cannot reproduce races that only the GPU's memory
-ordering exposes: the GPU tests remain the authority.
+ordering exposes: the GPU tests remain the authority. Inside recording_accesses() variants load a
+second, instrumented build that records every memory access (include/emu_profile.h), which
+harness/access_profile.py counts as a GPU's memory requests.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -48,6 +51,53 @@ POINTEE_DTYPES = {"float": torch.float32, "float2": torch.float32, "float4": tor
 
 class EmulationError(RuntimeError):
     """The emulator saw undefined behaviour, a hang or a bad launch."""
+
+
+@dataclass(frozen=True)
+class SiteCounts:
+    """One load or store instruction's memory requests over a launch (emu_profile.h says how they
+    are counted): sectors for global memory, wavefronts for shared memory, and the ideal number."""
+    pc_offset: int  # the instruction's address in the emulator's library (harness.access_profile finds its line)
+    space: str  # "global" or "shared"
+    write: bool
+    size: int  # bytes per lane
+    requests: int  # warp-level instructions
+    lanes: int  # lane accesses over those requests
+    transactions: int  # 32-byte sectors (global) or wavefronts (shared)
+    ideal: int  # the fewest the same bytes could take
+
+
+@dataclass(frozen=True)
+class LaunchAccesses:
+    kernel: str
+    library: Path
+    grid: tuple
+    block: tuple
+    sites: list[SiteCounts]
+    unaligned_lanes: int = 0  # lane traces too unlike their warp's to align: matched by occurrence instead
+
+
+class _SiteRecord(ctypes.Structure):  # emu::profile::Record
+    _fields_ = [("pc_offset", ctypes.c_uint64), ("space", ctypes.c_uint32), ("write", ctypes.c_uint32),
+                ("size", ctypes.c_uint32), ("requests", ctypes.c_uint64), ("lanes", ctypes.c_uint64),
+                ("transactions", ctypes.c_uint64), ("ideal", ctypes.c_uint64)]
+
+
+_recorded: list[LaunchAccesses] | None = None
+
+
+@contextmanager
+def recording_accesses():
+    """Within it, variants bound for the CPU load their profiled builds, and each launch's memory
+    access counts are appended to the list it yields."""
+    global _recorded
+    if _recorded is not None:
+        raise RuntimeError("recording_accesses() does not nest")
+    _recorded = []
+    try:
+        yield _recorded
+    finally:
+        _recorded = None
 
 
 @dataclass(frozen=True)
@@ -122,18 +172,31 @@ def _run(command: list[str], what: str) -> str:
     return result.stdout
 
 
+# The memory-access profile (emu_profile.h): g++'s ThreadSanitizer instrumentation calls a hook
+# before every load and store, its coverage instrumentation one at every basic block, and the
+# profile header, not libtsan, provides the hooks (so the object is linked without -fsanitize, and
+# -z defs proves nothing is left for a sanitizer runtime). -fno-threadsafe-statics: a guarded static
+# would call ThreadSanitizer's atomics, and a launch runs on one OS thread anyway. -fno-tree-sra keeps
+# a 16-byte vector copy one 16-byte access, as the GPU's one 128-bit instruction, where g++ would
+# otherwise split it into four floats; -g gives addr2line the source line of each access.
+PROFILE_COMPILE_FLAGS = ("-DEMU_PROFILE", "-fsanitize=thread", "-fsanitize-coverage=trace-pc", "-fno-threadsafe-statics",
+                         "-fno-tree-sra", "-g")
+PROFILE_LINK_FLAGS = ("-Wl,-z,defs", "-ldl")
+
+
 @lru_cache(maxsize=None)
-def build(source: Path, dtype: str) -> tuple[Path, dict[str, list[Param]]]:
-    """Compile `source` for the emulator; returns the shared library and each kernel's parameters."""
+def build(source: Path, dtype: str, profiled: bool = False) -> tuple[Path, dict[str, list[Param]]]:
+    """Compile `source` for the emulator; returns the shared library and each kernel's parameters.
+    `profiled`: the build that records every memory access (harness/access_profile.py)."""
     source = Path(source).resolve()
     defines = ["-DWB_BF16"] if dtype == "bf16" else []
     includes = [f"-I{INCLUDE_DIR}", f"-I{source.parent}", f"-I{KERNELS_DIR}"]
     digest = hashlib.sha256()
     for path in [source, *local_includes(source), *sorted(INCLUDE_DIR.rglob("*.h")), Path(__file__)]:
         digest.update(path.read_bytes())
-    digest.update(repr((defines, _compiler(), uninitialised_pattern_flags())).encode())
+    digest.update(repr((defines, _compiler(), uninitialised_pattern_flags(), profiled)).encode())
     folder = CACHE_DIR / "emulator"
-    library = folder / f"{source.stem}-{dtype}-{digest.hexdigest()[:20]}.so"
+    library = folder / f"{source.stem}-{dtype}{'-profiled' if profiled else ''}-{digest.hexdigest()[:20]}.so"
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as work:
         transformed = Path(work) / source.name.replace(".cu", ".cpp")
@@ -147,16 +210,24 @@ def build(source: Path, dtype: str) -> tuple[Path, dict[str, list[Param]]]:
             unit = Path(work) / "unit.cpp"
             unit.write_text(transformed.read_text() + "".join(wrapper(n, p) for n, p in kernels.items()))
             output = Path(work) / "unit.so"
-            _run([_compiler(), "-std=c++20", "-O1", "-g0", "-fPIC", "-shared", "-pthread", "-w",
-                  *uninitialised_pattern_flags(), *defines,
-                  *includes, str(unit), "-o", str(output)], f"compiling {source.name} for the emulator")
+            flags = ["-std=c++20", "-O1", "-fPIC", "-pthread", "-w", *uninitialised_pattern_flags(), *defines, *includes]
+            if profiled:
+                objects = Path(work) / "unit.o"
+                _run([_compiler(), *flags, *PROFILE_COMPILE_FLAGS, "-c", str(unit), "-o", str(objects)],
+                     f"compiling {source.name} for the emulator's access profile")
+                _run([_compiler(), "-shared", "-pthread", str(objects), *PROFILE_LINK_FLAGS, "-o", str(output)],
+                     f"linking {source.name} for the emulator's access profile")
+            else:
+                _run([_compiler(), *flags, "-g0", "-shared", str(unit), "-o", str(output)],
+                     f"compiling {source.name} for the emulator")
             os.replace(output, library)
     return library, kernels
 
 
 class EmulatedKernel:
-    def __init__(self, function, name: str, params: list[Param], dtype: str):
+    def __init__(self, function, name: str, params: list[Param], dtype: str, profile=None):
         self._function, self.name, self.params, self.dtype = function, name, params, dtype
+        self._profile = profile  # the profiled library (its emu_profile_begin/end), or None
 
     def _pointee_dtype(self, param: Param):
         if param.base_type == "floatX":
@@ -206,7 +277,19 @@ class EmulatedKernel:
         dims = [int(x) for x in (grid + (1, 1))[:3] + (block + (1, 1))[:3]]
         if any(d <= 0 for d in dims):
             raise EmulationError(f"{self.name}: grid {grid} and block {block} must be positive")
+        recording = self._profile is not None and _recorded is not None
+        if recording:
+            buffers = [(a.data_ptr(), a.numel() * a.element_size()) for a in args if isinstance(a, torch.Tensor)]
+            ranges = (ctypes.c_uint64 * max(1, 2 * len(buffers)))(*[n for pair in buffers for n in pair])
+            self._profile.emu_profile_begin(ranges, len(buffers))
         error = self._function(*dims, ctypes.c_size_t(shared_mem), pointers)
+        if recording:
+            count = ctypes.c_int(0)
+            records = self._profile.emu_profile_end(ctypes.byref(count))
+            sites = [SiteCounts(r.pc_offset, ("global", "shared")[r.space], bool(r.write), r.size, r.requests,
+                                r.lanes, r.transactions, r.ideal) for r in records[:count.value]]
+            _recorded.append(LaunchAccesses(self.name, Path(self._profile._name), tuple(grid), tuple(block), sites,
+                                            self._profile.emu_profile_unaligned()))
         if error:
             raise EmulationError(f"{self.name} grid={grid} block={block}: {error.decode()}")
 
@@ -216,10 +299,19 @@ class EmulatedKernels:
 
     num_sms = EMULATED_SMS
 
-    def __init__(self, library: Path, kernels: dict[str, list[Param]], label: str, dtype: str):
+    def __init__(self, library: Path, kernels: dict[str, list[Param]], label: str, dtype: str,
+                 profiled: bool = False):
         self._library = ctypes.CDLL(str(library))
         self._kernels, self._label, self._dtype = kernels, label, dtype
         self._cache: dict[str, EmulatedKernel] = {}
+        self._profile = None
+        if profiled:
+            self._profile = self._library
+            self._library.emu_profile_begin.argtypes = [ctypes.c_void_p, ctypes.c_int]
+            self._library.emu_profile_begin.restype = None
+            self._library.emu_profile_end.argtypes = [ctypes.c_void_p]
+            self._library.emu_profile_end.restype = ctypes.POINTER(_SiteRecord)
+            self._library.emu_profile_unaligned.restype = ctypes.c_ulonglong
 
     def __getattr__(self, name: str) -> EmulatedKernel:
         if name.startswith("_"):
@@ -230,7 +322,7 @@ class EmulatedKernels:
             function = getattr(self._library, f"emu_launch_{name}")
             function.restype = ctypes.c_char_p
             function.argtypes = [ctypes.c_uint] * 6 + [ctypes.c_size_t, ctypes.c_void_p]
-            self._cache[name] = EmulatedKernel(function, name, self._kernels[name], self._dtype)
+            self._cache[name] = EmulatedKernel(function, name, self._kernels[name], self._dtype, self._profile)
         return self._cache[name]
 
 
@@ -240,9 +332,15 @@ class LibraryOnCPU:
     num_sms = EMULATED_SMS
 
 
-@lru_cache(maxsize=None)
 def load_variant(variant, dtype: str):
+    """The variant's kernels on the emulator: the profiled build inside recording_accesses()."""
+    return _load_variant(variant, dtype, _recorded is not None)
+
+
+@lru_cache(maxsize=None)
+def _load_variant(variant, dtype: str, profiled: bool):
     if variant.source is None:
         return LibraryOnCPU()
-    library, kernels = build(variant.source, dtype)
-    return EmulatedKernels(library, kernels, f"{variant.id} ({dtype}, emulated)", dtype)
+    library, kernels = build(variant.source, dtype, profiled)
+    return EmulatedKernels(library, kernels, f"{variant.id} ({dtype}, emulated{', profiled' if profiled else ''})",
+                           dtype, profiled)

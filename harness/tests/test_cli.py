@@ -34,6 +34,7 @@ def test_list_shows_every_variant_from_its_header():
     (["layernorm", "--repeats", "0"], "--repeats must be at least 1"),
     (["layernorm", "--ncu-set", "full"], "--ncu-set only applies to --ncu"),
     (["layernorm", "--ncu", "--emulate"], "--ncu profiles on the GPU: leave out --emulate"),
+    (["layernorm", "--accesses"], "--accesses counts memory transactions on the CPU emulator: add --emulate"),
 ])
 def test_bad_input_exits_2_with_message(args, message):
     result = bench(*args)
@@ -204,3 +205,16 @@ def test_arch_native_asks_nvidia_smi_and_explains_when_there_is_no_gpu(monkeypat
     monkeypatch.setattr(subprocess, "run", no_smi)
     with pytest.raises(cli.UserError, match="--arch native: nvidia-smi names no GPU here; give an architecture"):
         cli.native_arch()
+
+
+@pytest.mark.emulated
+def test_accesses_prints_each_line_s_memory_transactions():
+    result = bench("layernorm.forward", "--variant", "1", "--emulate", "--accesses", "--dtype", "fp32")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("ok      layernorm.forward/1 fp32") and "block_size" in lines[0]
+    assert sum(line.startswith("ok") for line in lines) == 1  # the default launch configuration only
+    assert lines[1].split() == ["kernel", "line", "access", "requests", "per", "request", "ideal", "efficiency"]
+    row_walk = [line for line in lines if "1_thread_per_row.cu:" in line and "global load 4B" in line]
+    assert row_walk and any(line.endswith(" 13%") for line in row_walk)
+    assert "global loads 15% efficient" in result.stdout

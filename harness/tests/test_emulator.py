@@ -425,4 +425,4 @@ def test_library_variants_run_their_torch_calls_on_the_cpu():
         source = None
         id = "x/1"
 
-    assert load_variant.__wrapped__(Library(), "fp32").num_sms > 0
+    assert load_variant(Library(), "fp32").num_sms > 0

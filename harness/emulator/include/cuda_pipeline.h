@@ -4,7 +4,7 @@
 #pragma once
 #include "emu_runtime.h"
 
-inline void __pipeline_memcpy_async(void* dst_shared, const void* src_global, size_t size_and_align,
+EMU_UNPROFILED inline void __pipeline_memcpy_async(void* dst_shared, const void* src_global, size_t size_and_align,
                                     size_t zfill = 0) {
     if (size_and_align != 4 && size_and_align != 8 && size_and_align != 16)
         throw emu::Error("__pipeline_memcpy_async: size must be 4, 8 or 16 bytes");
@@ -12,19 +12,24 @@ inline void __pipeline_memcpy_async(void* dst_shared, const void* src_global, si
     if (dst % size_and_align || src % size_and_align)
         throw emu::Error("__pipeline_memcpy_async: addresses must be aligned to the copy's size");
     if (zfill > size_and_align) throw emu::Error("__pipeline_memcpy_async: zfill larger than the copy");
+#ifdef EMU_PROFILE  // a global load and a shared store, counted at the issuing instruction
+    const uintptr_t pc = reinterpret_cast<uintptr_t>(__builtin_return_address(0));
+    if (zfill < size_and_align) emu::profile::record(src_global, size_and_align - zfill, false, pc);
+    emu::profile::record(dst_shared, size_and_align, true, pc);
+#endif
     emu::Pipeline& pipe = emu::current->pipelines[emu::linear_tid];
     pipe.open.push_back({dst_shared, src_global, size_and_align - zfill});
     if (zfill) pipe.open.push_back({static_cast<unsigned char*>(dst_shared) + size_and_align - zfill, nullptr, zfill});
 }
 
-inline void __pipeline_commit() {
+EMU_UNPROFILED inline void __pipeline_commit() {
     emu::Pipeline& pipe = emu::current->pipelines[emu::linear_tid];
     pipe.committed.push_back(std::move(pipe.open));
     pipe.open.clear();
 }
 
 // Complete every committed batch but the newest `prior` ones.
-inline void __pipeline_wait_prior(size_t prior) {
+EMU_UNPROFILED inline void __pipeline_wait_prior(size_t prior) {
     emu::Pipeline& pipe = emu::current->pipelines[emu::linear_tid];
     while (pipe.committed.size() > prior) {
         for (const emu::PendingCopy& copy : pipe.committed.front()) {

@@ -7,6 +7,7 @@
 // skipped, a hang) is reported as an error. It checks indexing, tails, barriers and argument types;
 // it says nothing about speed or about the GPU's weaker memory ordering.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <csetjmp>
 #include <csignal>
@@ -35,6 +36,18 @@
 #define __shared__ static
 #define __restrict__ __restrict
 #define __align__(n) __attribute__((aligned(n)))  // GNU form: valid after `static` too
+
+// What the memory-access profile (emu_profile.h) must not see: the emulator's own work on a kernel's
+// behalf (a WMMA load that every lane carries out for the whole tile; the barrier code, whose path
+// differs between the lane that releases a barrier and the lanes that wait at it).
+// EMU_QUIET: the same, for small helpers such code calls in its loops; they may be inlined there.
+#ifdef EMU_PROFILE
+#define EMU_UNPROFILED __attribute__((no_sanitize_thread, no_sanitize_coverage, noinline))
+#define EMU_QUIET __attribute__((no_sanitize_thread, no_sanitize_coverage))
+#else
+#define EMU_UNPROFILED
+#define EMU_QUIET
+#endif
 
 struct uint3 { unsigned x = 0, y = 0, z = 0; };
 struct dim3 {
@@ -113,6 +126,8 @@ struct Launch {
     ucontext_t scheduler;
     std::vector<unsigned char> dynamic_shared;
     std::set<std::pair<void*, size_t>> static_shared;
+    uintptr_t dynamic_begin = 0, dynamic_end = 0;  // dynamic_shared's bytes
+    uintptr_t static_low = UINTPTR_MAX, static_high = 0;  // bounds of every static_shared region
     std::vector<int> arrived;  // per barrier id
     std::vector<int> members;  // per barrier id: threads not yet returned
     int returned = 0;
@@ -133,6 +148,33 @@ struct Launch {
 
 inline Launch* current = nullptr;
 inline unsigned linear_tid = 0;
+inline bool on_fiber = false;  // a CUDA thread is running (not the scheduler)
+
+// Within the emulator's own code on a thread's behalf (a barrier, a WMMA call) nothing is traced for
+// the access profile, not even the instrumented helpers that code calls (emu_profile.h). Per
+// thread, because a barrier switches to the other threads while it waits.
+inline int untraced_depth[1024];
+struct Untraced {
+    const unsigned thread = linear_tid;
+    Untraced() { ++untraced_depth[thread]; }
+    ~Untraced() { --untraced_depth[thread]; }
+};
+#ifdef EMU_PROFILE
+#define EMU_UNTRACED_SCOPE emu::Untraced untraced_scope_
+#else
+#define EMU_UNTRACED_SCOPE
+#endif
+
+// Whether `address` is in the running block's shared memory (dynamic, or a static __shared__ variable).
+EMU_UNPROFILED inline bool shared_address(const void* address) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(address);
+    if (a >= current->dynamic_begin && a < current->dynamic_end) return true;
+    if (a < current->static_low || a >= current->static_high) return false;  // without a call into std code
+    auto after = current->static_shared.upper_bound({const_cast<void*>(address), ~size_t(0)});
+    if (after == current->static_shared.begin()) return false;
+    --after;
+    return a < reinterpret_cast<uintptr_t>(after->first) + after->second;
+}
 
 inline unsigned lane_id() { return linear_tid % 32; }
 // A GPU's dynamic shared memory starts at least 128-byte aligned (kernels declare __align__(128) and
@@ -146,14 +188,27 @@ inline unsigned char* dynamic_shared() {
 // Called where a static __shared__ array is declared (before any thread can use it). The first time
 // in a launch its bytes are poisoned, so the launch's first block cannot read zeros left by static
 // initialisation (or values left by an earlier launch) where the GPU would give garbage.
-inline void register_shared(void* address, size_t bytes) {
-    if (current->static_shared.insert({address, bytes}).second) std::memset(address, 0xFF, bytes);
+EMU_UNPROFILED inline void register_shared(void* address, size_t bytes) {
+    EMU_UNTRACED_SCOPE;
+    if (current->static_shared.insert({address, bytes}).second) {
+        std::memset(address, 0xFF, bytes);
+        current->static_low = std::min(current->static_low, reinterpret_cast<uintptr_t>(address));
+        current->static_high = std::max(current->static_high, reinterpret_cast<uintptr_t>(address) + bytes);
+    }
 }
 
 inline const char* barrier_name(int id) { return id == 0 ? "__syncthreads" : "a warp shuffle or __syncwarp"; }
 
+#ifdef EMU_PROFILE
+namespace profile { inline void barrier_reached(); }
+#endif
+
 // Wait at barrier `id` until every member thread that has not returned arrives.
-inline void wait_at(int id) {
+EMU_UNPROFILED inline void wait_at(int id) {
+    EMU_UNTRACED_SCOPE;
+#ifdef EMU_PROFILE
+    profile::barrier_reached();
+#endif
     Launch& L = *current;
     Fiber& me = L.fibers[linear_tid];
     if (++L.arrived[id] >= L.members[id]) {
@@ -173,17 +228,18 @@ inline void wait_at(int id) {
     linear_tid = self;
 }
 
-inline void syncthreads() {
+EMU_UNPROFILED inline void syncthreads() {
     if (current->returned > 0) {
         throw Error("__syncthreads after some threads of the block returned (undefined on a GPU)");
     }
     wait_at(0);
 }
 
-inline void syncwarp() { wait_at(1 + linear_tid / 32); }
+EMU_UNPROFILED inline void syncwarp() { wait_at(1 + linear_tid / 32); }
 
 template <typename T>
-inline T shuffle(unsigned mask, T value, int source_lane, const char* what) {
+EMU_UNPROFILED inline T shuffle(unsigned mask, T value, int source_lane, const char* what) {
+    EMU_UNTRACED_SCOPE;
     static_assert(sizeof(T) <= 16, "shuffle of a type wider than 16 bytes");
     if (mask != 0xffffffffu) throw Error(std::string(what) + ": the emulator supports only the full mask");
     Launch& L = *current;
@@ -202,6 +258,10 @@ inline T shuffle(unsigned mask, T value, int source_lane, const char* what) {
 }
 
 }  // namespace emu
+
+#ifdef EMU_PROFILE
+#include "emu_profile.h"
+#endif
 
 inline uint3 threadIdx;
 inline uint3 blockIdx;
@@ -295,6 +355,14 @@ struct __nv_bfloat16 {
         return uint16_t(u >> 16);
     }
 };
+// For the emulator's own loops (mma.h): the conversion without a call into instrumented code.
+EMU_QUIET inline float emu_as_float(__nv_bfloat16 h) {
+    const uint32_t u = uint32_t(h.bits) << 16;
+    float f;
+    __builtin_memcpy(&f, &u, 4);
+    return f;
+}
+EMU_QUIET inline float emu_as_float(float f) { return f; }
 inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __nv_bfloat16(f); }
 inline __nv_bfloat16 __float2bfloat16(float f) { return __nv_bfloat16(f); }
 inline float __bfloat162float(__nv_bfloat16 h) { return float(h); }
@@ -346,7 +414,7 @@ inline T reduce(const Tile& tile, T value, Op op) {
 
 namespace emu {
 
-inline void fiber_entry() {
+EMU_UNPROFILED inline void fiber_entry() {
     Launch& L = *current;
     const unsigned t = linear_tid;
     try {
@@ -421,7 +489,9 @@ inline void run_blocks(Launch& L) {
                         progressed = warp_progressed = true;
                         linear_tid = t;
                         threadIdx = uint3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+                        on_fiber = true;
                         swapcontext(&L.scheduler, &fiber.context);
+                        on_fiber = false;
                     }
                 }
             }
@@ -434,6 +504,9 @@ inline void run_blocks(Launch& L) {
                 break;
             }
         }
+#ifdef EMU_PROFILE
+        profile::block_done();
+#endif
     }
 }
 
@@ -496,6 +569,8 @@ inline std::string launch(dim3 grid, dim3 block, size_t shared_bytes, const std:
     if (L.threads == 0 || L.threads > 1024) return "block size must be 1..1024 threads";
     if (shared_bytes > 227 * 1024) return "more dynamic shared memory than an H100 block can have (227 KB)";
     L.dynamic_shared.assign(shared_bytes + 16 + kDynamicSharedAlign, 0xFF);  // room to align the start
+    L.dynamic_begin = reinterpret_cast<uintptr_t>(L.dynamic_shared.data());
+    L.dynamic_end = L.dynamic_begin + L.dynamic_shared.size();
     L.fibers = std::vector<Fiber>(L.threads);
     for (auto& fiber : L.fibers) fiber.stack = std::make_unique<FiberStack>();
     L.body = &body;
@@ -522,6 +597,7 @@ inline std::string launch(dim3 grid, dim3 block, size_t shared_bytes, const std:
         }
     }
     current = nullptr;
+    on_fiber = false;  // a fault jumps out of a fiber
     return L.error;
 }
 
