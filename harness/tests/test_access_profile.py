@@ -194,3 +194,20 @@ def test_a_variant_s_uncoalesced_lines_are_named():
         efficiency[number] = sum(r.ideal for r in loads) / sum(r.transactions for r in loads)
         assert "global loads" in summary(profile)
     assert efficiency[1] < 0.2 and efficiency[3] > 0.99
+
+
+def test_the_tensor_core_attention_score_tiles_are_stored_without_bank_conflicts():
+    """The score tiles' rows are 72 floats apart (kernels/attention/tiles.cuh, SCORE_PITCH): a
+    fragment store's four rows per phase then fall on different banks. At 64 floats they share the
+    same banks, and the stores take four times the wavefronts."""
+    from harness.check import Case
+    from harness.registry import find_ops
+
+    op = find_ops("attention", "forward")[0]
+    variant = next(v for v in op.variants if v.number == 3)
+    case = Case(op, "bf16", op.make_dims((1, 70, 2, 64)), device="cpu")
+    result, profile = profile_variant(variant, case, variant.configs[0])
+    assert result.passed
+    stores = [r for r in profile.rows if r.space == "shared" and r.write]
+    assert any(r.size == 8 for r in stores)  # the accumulator fragments' stores are among them
+    assert sum(r.transactions for r in stores) == sum(r.ideal for r in stores)

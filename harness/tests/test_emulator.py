@@ -426,3 +426,19 @@ def test_library_variants_run_their_torch_calls_on_the_cpu():
         id = "x/1"
 
     assert load_variant(Library(), "fp32").num_sms > 0
+
+
+def test_a_write_past_the_dynamic_shared_memory_the_launch_gave_is_reported(tmp_path):
+    k = kernels(tmp_path, r'''
+extern "C" __global__ void spill(float* out, int n) {
+    extern __shared__ float scratch[];
+    scratch[threadIdx.x] = (float)threadIdx.x;  // n floats are needed; the launch decides what there is
+    __syncthreads();
+    out[threadIdx.x] = scratch[n - 1 - threadIdx.x];
+}
+''')
+    out = torch.full((64,), float("nan"))
+    k.spill((1,), (64,), (out, 64), shared_mem=64 * 4)
+    assert out.tolist() == [float(63 - i) for i in range(64)]
+    with pytest.raises(EmulationError, match="past the 240 bytes of dynamic shared memory the launch gave it"):
+        k.spill((1,), (64,), (out, 64), shared_mem=60 * 4)

@@ -117,9 +117,9 @@ def three_step(k, a, s, block_size):
 # Variant 2: two fused tensor-core kernels (dq, then dk and dv), compiled for HS = 64 only. D, the
 # softmax backward's row dot product, passes from the first kernel to the second in scratch.
 ROW_DOTS = TensorSpec(lambda d: (d.B, d.NH, d.T), "fp32")
-# Mirror of DKDV_SHARED in 2_fused_tensor_cores.cu: dout and q tiles, the att tile, 4 warps' score,
+# Mirror of DKDV_SHARED in 2_fused_tensor_cores.cu: dout and q tiles, the att tile, 4 warps' score (rows of 72 floats),
 # probability and dpreatt tiles, 64 dots (bytes; over 48 KB, so the launch opts in).
-DKDV_SHARED_BYTES = 2 * 64 * 72 * 2 + 64 * 66 * 2 + 4 * 16 * 64 * 4 + 2 * 4 * 16 * 72 * 2 + 64 * 4
+DKDV_SHARED_BYTES = 2 * 64 * 72 * 2 + 64 * 66 * 2 + 4 * 16 * 72 * 4 + 2 * 4 * 16 * 72 * 2 + 64 * 4
 
 
 def fused_scratch(d, dtype, config):

@@ -27,9 +27,13 @@ constexpr int THREADS = 32 * WARPS;
 constexpr int PITCH = HS + 8;          // bf16 shared rows: 144 bytes, a multiple of 16 and not of 128
 constexpr int FRAGS = TILE / 16;       // 16-wide fragments across a tile (and across HS)
 constexpr int KSTEPS = HS / 16;        // 16-deep steps of a dot product over the head
+// fp32 score rows: 288 bytes. A fragment store writes 8-byte pairs, four rows per half-warp phase; rows
+// 8 banks apart put those four on different banks, where 64 floats (256 bytes) put them on the same
+// ones: 4 wavefronts a phase instead of 1 (bench.py attention --emulate --accesses counts them).
+constexpr int SCORE_PITCH = TILE + 8;
 
 constexpr int TILE_BYTES = TILE * PITCH * 2;            // one staged 64 x HS bf16 tile
-constexpr int SCORE_BYTES = WARPS * 16 * TILE * 4;      // every warp's 16 x 64 fp32 tile
+constexpr int SCORE_BYTES = WARPS * 16 * SCORE_PITCH * 4;  // every warp's 16 x 64 fp32 tile
 constexpr int PROB_BYTES = WARPS * 16 * PITCH * 2;      // every warp's 16 x 64 bf16 tile
 
 typedef floatX (*Tile)[PITCH];
@@ -50,7 +54,7 @@ __device__ __forceinline__ void load_rows(RowFragment (&rows)[KSTEPS], ConstTile
     for (int kk = 0; kk < KSTEPS; kk++) wmma::load_matrix_sync(rows[kk], &tile[0][16 * kk], PITCH);
 }
 
-// S (16 x 64 floats, row-major) = rows (16 x HS) @ cols^T, where cols is a staged 64 x HS tile whose
+// S (16 x 64 floats, row-major, rows SCORE_PITCH apart) = rows (16 x HS) @ cols^T, where cols is a staged 64 x HS tile whose
 // rows become S's columns (read column-major: no transpose is ever stored).
 __device__ __forceinline__ void rows_times_cols(float* S, const RowFragment (&rows)[KSTEPS], ConstTile cols) {
 #pragma unroll
@@ -63,7 +67,7 @@ __device__ __forceinline__ void rows_times_cols(float* S, const RowFragment (&ro
             wmma::load_matrix_sync(b, &cols[16 * j][16 * kk], PITCH);
             wmma::mma_sync(acc, rows[kk], b, acc);
         }
-        wmma::store_matrix_sync(S + 16 * j, acc, TILE, wmma::mem_row_major);
+        wmma::store_matrix_sync(S + 16 * j, acc, SCORE_PITCH, wmma::mem_row_major);
     }
     __syncwarp();  // the whole tile is in S before any lane reads another lane's part
 }
@@ -88,11 +92,11 @@ __device__ __forceinline__ void zero(Accumulator (&acc)[FRAGS]) {
     for (int j = 0; j < FRAGS; j++) wmma::fill_fragment(acc[j], 0.0f);
 }
 
-// The accumulators into the warp's fp32 tile S (16 x HS, row-major), for the lanes to read.
+// The accumulators into the warp's fp32 tile S (16 x HS, row-major, rows SCORE_PITCH apart), for the lanes to read.
 __device__ __forceinline__ void spill_to_tile(float* S, const Accumulator (&acc)[FRAGS]) {
     __syncwarp();  // every lane is done reading S
 #pragma unroll
-    for (int j = 0; j < FRAGS; j++) wmma::store_matrix_sync(S + 16 * j, acc[j], TILE, wmma::mem_row_major);
+    for (int j = 0; j < FRAGS; j++) wmma::store_matrix_sync(S + 16 * j, acc[j], SCORE_PITCH, wmma::mem_row_major);
     __syncwarp();
 }
 
@@ -103,8 +107,8 @@ __device__ __forceinline__ void store_rows(floatX* dst, size_t ld, int first_row
     for (int r = 0; r < 16; r++) {
         if (first_row + r >= T) break;
         floatX* o = dst + (size_t)(first_row + r) * ld;
-        o[lane] = from_float<floatX>(S[r * TILE + lane]);
-        o[lane + 32] = from_float<floatX>(S[r * TILE + lane + 32]);
+        o[lane] = from_float<floatX>(S[r * SCORE_PITCH + lane]);
+        o[lane + 32] = from_float<floatX>(S[r * SCORE_PITCH + lane + 32]);
     }
 }
 

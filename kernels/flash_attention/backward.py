@@ -120,10 +120,10 @@ def warp_per_row(k, a, s, block_size):
 
 
 # Mirrors of DQ_SHARED and DKDV_SHARED in 2_tensor_cores_recompute.cu (bytes; both over 48 KB, so
-# the launches opt in): two 64 x 72 bf16 tiles, 4 warps' two 16 x 64 fp32 tiles (scores and dP),
+# the launches opt in): two 64 x 72 bf16 tiles, 4 warps' two 16 x 64 fp32 tiles in rows of 72 floats (scores and dP),
 # and 4 warps' bf16 16 x 72 tiles (dS; for dk and dv also P^T), plus 64 lse and 64 D values.
 TILE_BYTES = 64 * 72 * 2
-SCORE_BYTES = 4 * 16 * 64 * 4
+SCORE_BYTES = 4 * 16 * 72 * 4
 PROB_BYTES = 4 * 16 * 72 * 2
 DQ_SHARED_BYTES = 2 * TILE_BYTES + 2 * SCORE_BYTES + PROB_BYTES + 2 * 64 * 4
 DKDV_SHARED_BYTES = 2 * TILE_BYTES + 2 * SCORE_BYTES + 2 * PROB_BYTES + 2 * 64 * 4

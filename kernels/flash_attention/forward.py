@@ -110,10 +110,10 @@ def warp_per_row(k, a, s, block_size):
 
 
 # Mirror of SHARED_BYTES in 2_tensor_cores_online_softmax.cu: the q, k and v tiles (64 x 72 bf16
-# each), 4 warps' 16 x 64 fp32 score tiles and 16 x 72 bf16 probability tiles. Over 48 KB, so the
+# each), 4 warps' 16 x 64 fp32 score tiles (rows of 72 floats) and 16 x 72 bf16 probability tiles. Over 48 KB, so the
 # launch opts in (harness.gpu does it when shared_mem passes 48 KB).
 TILE_BYTES = 64 * 72 * 2
-SHARED_BYTES = 3 * TILE_BYTES + 4 * 16 * 64 * 4 + 4 * 16 * 72 * 2
+SHARED_BYTES = 3 * TILE_BYTES + 4 * 16 * 72 * 4 + 4 * 16 * 72 * 2
 
 
 # A block per 64 query rows of one (b, h), 4 warps of 16 rows.

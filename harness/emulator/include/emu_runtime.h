@@ -124,7 +124,8 @@ struct Launch {
     unsigned threads = 0;
     std::vector<Fiber> fibers;
     ucontext_t scheduler;
-    std::vector<unsigned char> dynamic_shared;
+    std::vector<unsigned char> dynamic_shared;  // the launch's bytes, then a guard zone, all poisoned per block
+    size_t shared_bytes = 0;  // what the launch asked for
     std::set<std::pair<void*, size_t>> static_shared;
     uintptr_t dynamic_begin = 0, dynamic_end = 0;  // dynamic_shared's bytes
     uintptr_t static_low = UINTPTR_MAX, static_high = 0;  // bounds of every static_shared region
@@ -180,6 +181,10 @@ inline unsigned lane_id() { return linear_tid % 32; }
 // A GPU's dynamic shared memory starts at least 128-byte aligned (kernels declare __align__(128) and
 // carve 32-byte aligned WMMA tiles out of it); a vector's data is only 16-byte aligned, so round up.
 constexpr size_t kDynamicSharedAlign = 128;
+// Past the dynamic shared memory a launch asks for: poison a kernel that reads there sees, and that
+// is checked after each block. On a GPU a launch whose shared_mem is smaller than what its kernel
+// indexes reads and writes whatever lies beyond, silently, or faults.
+constexpr size_t kSharedGuard = 1024;
 inline unsigned char* dynamic_shared() {
     unsigned char* base = current->dynamic_shared.data();
     return base + (kDynamicSharedAlign - reinterpret_cast<uintptr_t>(base) % kDynamicSharedAlign) % kDynamicSharedAlign;
@@ -504,6 +509,16 @@ inline void run_blocks(Launch& L) {
                 break;
             }
         }
+        const unsigned char* guard = dynamic_shared() + L.shared_bytes;
+        for (size_t i = 0; i < kSharedGuard; ++i) {
+            if (guard[i] != 0xFF) {
+                L.fail("block (" + std::to_string(blockIdx.x) + "," + std::to_string(blockIdx.y) + ") wrote " +
+                       std::to_string(i) + " bytes past the " + std::to_string(L.shared_bytes) +
+                       " bytes of dynamic shared memory the launch gave it: the launch's shared_mem is smaller "
+                       "than what the kernel uses");
+                break;
+            }
+        }
 #ifdef EMU_PROFILE
         profile::block_done();
 #endif
@@ -568,7 +583,8 @@ inline std::string launch(dim3 grid, dim3 block, size_t shared_bytes, const std:
     L.threads = block.x * block.y * block.z;
     if (L.threads == 0 || L.threads > 1024) return "block size must be 1..1024 threads";
     if (shared_bytes > 227 * 1024) return "more dynamic shared memory than an H100 block can have (227 KB)";
-    L.dynamic_shared.assign(shared_bytes + 16 + kDynamicSharedAlign, 0xFF);  // room to align the start
+    L.dynamic_shared.assign(shared_bytes + kSharedGuard + kDynamicSharedAlign, 0xFF);  // room to align the start
+    L.shared_bytes = shared_bytes;
     L.dynamic_begin = reinterpret_cast<uintptr_t>(L.dynamic_shared.data());
     L.dynamic_end = L.dynamic_begin + L.dynamic_shared.size();
     L.fibers = std::vector<Fiber>(L.threads);

@@ -37,7 +37,7 @@ __device__ __forceinline__ void rows_times_cols(float* S, const floatX (*rows)[P
             wmma::load_matrix_sync(b, &cols[16 * j][kk], PITCH);
             wmma::mma_sync(acc, a, b, acc);
         }
-        wmma::store_matrix_sync(S + 16 * j, acc, TILE, wmma::mem_row_major);
+        wmma::store_matrix_sync(S + 16 * j, acc, SCORE_PITCH, wmma::mem_row_major);
     }
     __syncwarp();  // the whole tile is in S before any lane reads another lane's part
 }
@@ -58,7 +58,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) attention_backward_dq(
     float scale) {
     __shared__ __align__(32) floatX dy_tile[TILE][PITCH];
     __shared__ __align__(32) floatX kv_tile[TILE][PITCH];  // v's tile, then k's
-    __shared__ __align__(32) float score_tiles[WARPS][16 * TILE];
+    __shared__ __align__(32) float score_tiles[WARPS][16 * SCORE_PITCH];
     __shared__ __align__(32) floatX prob_tiles[WARPS][16][PITCH];
 
     const int warp = threadIdx.x / 32;
@@ -88,7 +88,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) attention_backward_dq(
             for (int half = 0; half < 2; half++) {
                 const int key = kt * TILE + lane + 32 * half;
                 if (key <= t && t < T) {
-                    dot[r] += to_float(att_rows[(size_t)t * T + key]) * S[r * TILE + lane + 32 * half];
+                    dot[r] += to_float(att_rows[(size_t)t * T + key]) * S[r * SCORE_PITCH + lane + 32 * half];
                 }
             }
         }
@@ -114,7 +114,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) attention_backward_dq(
                 const int c = lane + 32 * half;
                 const int key = kt * TILE + c;
                 const float p = (key <= t && t < T) ? to_float(att_rows[(size_t)t * T + key]) : 0.0f;
-                prob_tiles[warp][r][c] = from_float<floatX>(scale * p * (S[r * TILE + c] - dot[r]));
+                prob_tiles[warp][r][c] = from_float<floatX>(scale * p * (S[r * SCORE_PITCH + c] - dot[r]));
             }
         }
         __syncthreads();  // every warp is done with v's tile
@@ -154,7 +154,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) attention_backward_dkdv(
     const floatX* q_base = qkv + (size_t)b * T * 3 * C + h * HS;
     const floatX* dy_base = dout + (size_t)b * T * C + h * HS;
     const floatX* att_rows = att + (size_t)bh * T * T;
-    float* S = score_tiles + warp * 16 * TILE;
+    float* S = score_tiles + warp * 16 * SCORE_PITCH;
 
     // This warp's 16 rows of v stay in registers as matrix_a fragments for the whole loop.
     copy_window<TILE, HS, PITCH, THREADS>(q_tile, q_base + 2 * C, 3 * C, k0, T, 0, HS);
@@ -198,7 +198,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) attention_backward_dkdv(
                 wmma::load_matrix_sync(dyT, &dy_tile[16 * j][16 * kk], PITCH);
                 wmma::mma_sync(acc, v[kk], dyT, acc);
             }
-            wmma::store_matrix_sync(S + 16 * j, acc, TILE, wmma::mem_row_major);
+            wmma::store_matrix_sync(S + 16 * j, acc, SCORE_PITCH, wmma::mem_row_major);
         }
         __syncwarp();
 #pragma unroll
@@ -209,7 +209,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) attention_backward_dkdv(
                 const int c = lane + 32 * half;  // query q0 + c
                 const float p = k0 + key_local <= q0 + c ? to_float(att_tile[c][key_local]) : 0.0f;
                 att_t[warp][r][c] = from_float<floatX>(p);
-                dpre_t[warp][r][c] = from_float<floatX>(scale * p * (S[r * TILE + c] - dots[c]));
+                dpre_t[warp][r][c] = from_float<floatX>(scale * p * (S[r * SCORE_PITCH + c] - dots[c]));
             }
         }
         __syncwarp();  // the warp's probability tiles are complete before the fragment loads

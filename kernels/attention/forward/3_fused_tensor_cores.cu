@@ -35,6 +35,7 @@ constexpr int WARPS = 4;               // 16 query rows each
 constexpr int THREADS = 32 * WARPS;
 constexpr int PITCH = HS + 8;          // bf16 shared rows: 144 bytes, a multiple of 16 and not of 128
 constexpr int FRAGS = TILE / 16;       // 16-wide fragments across a tile of keys (and across HS)
+constexpr int SCORE_PITCH = TILE + 8;  // fp32 score rows: 288 bytes, so a fragment store's rows fall on different banks
 
 // The raw scores of this warp's 16 query rows against the staged key tile, into its float tile S.
 __device__ __forceinline__ void scores(float* S, const floatX (*q_tile)[PITCH], const floatX (*kv_tile)[PITCH],
@@ -51,7 +52,7 @@ __device__ __forceinline__ void scores(float* S, const floatX (*q_tile)[PITCH], 
             wmma::load_matrix_sync(kT, &kv_tile[16 * j][kk], PITCH);
             wmma::mma_sync(acc, q, kT, acc);
         }
-        wmma::store_matrix_sync(S + 16 * j, acc, TILE, wmma::mem_row_major);
+        wmma::store_matrix_sync(S + 16 * j, acc, SCORE_PITCH, wmma::mem_row_major);
     }
     __syncwarp();  // the whole tile is in S before any lane reads another lane's part
 }
@@ -72,7 +73,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) attention_forward_fused(
     floatX* out, floatX* att, const floatX* qkv, int B, int T, int NH, float scale) {
     __shared__ __align__(32) floatX q_tile[TILE][PITCH];
     __shared__ __align__(32) floatX kv_tile[TILE][PITCH];    // k's tile, then v's
-    __shared__ __align__(32) float score_tiles[WARPS][16 * TILE];
+    __shared__ __align__(32) float score_tiles[WARPS][16 * SCORE_PITCH];
     __shared__ __align__(32) floatX prob_tiles[WARPS][16][PITCH];
 
     const int warp = threadIdx.x / 32;
@@ -109,7 +110,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) attention_forward_fused(
 #pragma unroll
             for (int half = 0; half < 2; half++) {
                 const int key = kt * TILE + lane + 32 * half;
-                s[half] = key <= t ? S[r * TILE + lane + 32 * half] * scale : LOWEST;
+                s[half] = key <= t ? S[r * SCORE_PITCH + lane + 32 * half] * scale : LOWEST;
                 tile_max = fmaxf(tile_max, s[half]);
             }
             const float new_max = fmaxf(row_max[r], warp_reduce_max(tile_max));
@@ -136,7 +137,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) attention_forward_fused(
             for (int half = 0; half < 2; half++) {
                 const int c = lane + 32 * half;
                 const int key = kt * TILE + c;
-                const float p = key <= t ? expf(S[r * TILE + c] * scale - row_max[r]) * inverse_sum : 0.0f;
+                const float p = key <= t ? expf(S[r * SCORE_PITCH + c] * scale - row_max[r]) * inverse_sum : 0.0f;
                 const floatX stored = from_float<floatX>(p);
                 prob_tiles[warp][r][c] = stored;  // the product uses the rounded value att holds
                 if (t < T && key < T) att_rows[(size_t)t * T + key] = stored;
@@ -169,13 +170,13 @@ extern "C" __global__ void __launch_bounds__(THREADS) attention_forward_fused(
     // The output rows through S (free again): out[b, t, h * HS + d].
     __syncwarp();
 #pragma unroll
-    for (int j = 0; j < FRAGS; j++) wmma::store_matrix_sync(S + 16 * j, y[j], TILE, wmma::mem_row_major);
+    for (int j = 0; j < FRAGS; j++) wmma::store_matrix_sync(S + 16 * j, y[j], SCORE_PITCH, wmma::mem_row_major);
     __syncwarp();
     for (int r = 0; r < 16; r++) {
         const int t = t0 + 16 * warp + r;
         if (t >= T) break;
         floatX* o = out + ((size_t)b * T + t) * C + h * HS;
-        o[lane] = from_float<floatX>(S[r * TILE + lane]);
-        o[lane + 32] = from_float<floatX>(S[r * TILE + lane + 32]);
+        o[lane] = from_float<floatX>(S[r * SCORE_PITCH + lane]);
+        o[lane + 32] = from_float<floatX>(S[r * SCORE_PITCH + lane + 32]);
     }
 }

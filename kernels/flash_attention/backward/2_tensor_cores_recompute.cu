@@ -42,8 +42,8 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_backward_d
     auto v_tile = reinterpret_cast<Tile>(shared + TILE_BYTES);  // dout's tile first
     const int warp = threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
-    float* S = reinterpret_cast<float*>(shared + 2 * TILE_BYTES) + warp * 16 * TILE;
-    float* dP = reinterpret_cast<float*>(shared + 2 * TILE_BYTES + SCORE_BYTES) + warp * 16 * TILE;
+    float* S = reinterpret_cast<float*>(shared + 2 * TILE_BYTES) + warp * 16 * SCORE_PITCH;
+    float* dP = reinterpret_cast<float*>(shared + 2 * TILE_BYTES + SCORE_BYTES) + warp * 16 * SCORE_PITCH;
     auto dS = reinterpret_cast<Tile>(shared + 2 * TILE_BYTES + 2 * SCORE_BYTES) + warp * 16;
     float* D = reinterpret_cast<float*>(shared + 2 * TILE_BYTES + 2 * SCORE_BYTES + PROB_BYTES) + warp * 16;
     float* row_lse = D + TILE;  // the warp's 16 D values, then (64 floats on) its 16 lse values
@@ -108,8 +108,8 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_backward_d
             for (int half = 0; half < 2; half++) {
                 const int c = lane + 32 * half;
                 const int key = kt * TILE + c;
-                const float p = key <= t && t < T ? expf(scale * S[r * TILE + c] - row_lse[r]) : 0.0f;
-                dS[r][c] = from_float<floatX>(scale * p * (dP[r * TILE + c] - D[r]));
+                const float p = key <= t && t < T ? expf(scale * S[r * SCORE_PITCH + c] - row_lse[r]) : 0.0f;
+                dS[r][c] = from_float<floatX>(scale * p * (dP[r * SCORE_PITCH + c] - D[r]));
             }
         }
         __syncwarp();  // the warp's dS tile is complete before its fragment loads
@@ -129,8 +129,8 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_backward_d
     auto dy_tile = reinterpret_cast<Tile>(shared + TILE_BYTES);  // v's tile first
     const int warp = threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
-    float* S = reinterpret_cast<float*>(shared + 2 * TILE_BYTES) + warp * 16 * TILE;
-    float* dP = reinterpret_cast<float*>(shared + 2 * TILE_BYTES + SCORE_BYTES) + warp * 16 * TILE;
+    float* S = reinterpret_cast<float*>(shared + 2 * TILE_BYTES) + warp * 16 * SCORE_PITCH;
+    float* dP = reinterpret_cast<float*>(shared + 2 * TILE_BYTES + SCORE_BYTES) + warp * 16 * SCORE_PITCH;
     auto Pt = reinterpret_cast<Tile>(shared + 2 * TILE_BYTES + 2 * SCORE_BYTES) + warp * 16;
     auto dSt = reinterpret_cast<Tile>(shared + 2 * TILE_BYTES + 2 * SCORE_BYTES + PROB_BYTES) + warp * 16;
     float* lse_tile = reinterpret_cast<float*>(shared + 2 * TILE_BYTES + 2 * SCORE_BYTES + 2 * PROB_BYTES);
@@ -180,9 +180,9 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_backward_d
             for (int half = 0; half < 2; half++) {
                 const int c = lane + 32 * half;
                 const int t = q0 + c;
-                const float p = key <= t && t < T ? expf(scale * S[r * TILE + c] - lse_tile[c]) : 0.0f;
+                const float p = key <= t && t < T ? expf(scale * S[r * SCORE_PITCH + c] - lse_tile[c]) : 0.0f;
                 Pt[r][c] = from_float<floatX>(p);
-                dSt[r][c] = from_float<floatX>(scale * p * (dP[r * TILE + c] - D_tile[c]));
+                dSt[r][c] = from_float<floatX>(scale * p * (dP[r * SCORE_PITCH + c] - D_tile[c]));
             }
         }
         __syncwarp();  // the warp's P^T and dS^T tiles are complete before their fragment loads

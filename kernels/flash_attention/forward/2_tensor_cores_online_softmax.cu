@@ -36,7 +36,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_forward_ti
     auto q_tile = reinterpret_cast<floatX(*)[PITCH]>(shared);
     auto k_tile = reinterpret_cast<floatX(*)[PITCH]>(shared + TILE_BYTES);
     auto v_tile = reinterpret_cast<floatX(*)[PITCH]>(shared + 2 * TILE_BYTES);
-    float* S = reinterpret_cast<float*>(shared + 3 * TILE_BYTES) + (threadIdx.x / 32) * 16 * TILE;
+    float* S = reinterpret_cast<float*>(shared + 3 * TILE_BYTES) + (threadIdx.x / 32) * 16 * SCORE_PITCH;
     auto P = reinterpret_cast<floatX(*)[PITCH]>(shared + 3 * TILE_BYTES + SCORE_BYTES) + (threadIdx.x / 32) * 16;
 
     const int warp = threadIdx.x / 32;
@@ -85,7 +85,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_forward_ti
 #pragma unroll
             for (int half = 0; half < 2; half++) {
                 const int key = kt * TILE + lane + 32 * half;
-                s[half] = key <= t ? S[r * TILE + lane + 32 * half] * scale : LOWEST;  // the causal mask
+                s[half] = key <= t ? S[r * SCORE_PITCH + lane + 32 * half] * scale : LOWEST;  // the causal mask
                 tile_max = fmaxf(tile_max, s[half]);
             }
             const float m_new = fmaxf(m[r], warp_reduce_max(tile_max));
@@ -111,8 +111,8 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_forward_ti
         spill_to_tile(S, pv);  // S's scores are all read (the loop above): now the tile's P v
 #pragma unroll
         for (int r = 0; r < 16; r++) {
-            o[r][0] += S[r * TILE + lane];
-            o[r][1] += S[r * TILE + lane + 32];
+            o[r][0] += S[r * SCORE_PITCH + lane];
+            o[r][1] += S[r * SCORE_PITCH + lane + 32];
         }
         __syncwarp();  // S is read before the next tile's scores overwrite it
     }
