@@ -73,10 +73,11 @@ gpu-notebooks:
 gpu-summary:
 	$(PYTHON) -m harness.summary $(LOGS)
 
-# Nsight Compute's view of one ladder step (bench.py --ncu); NCU=/path/to/ncu where it is not on PATH.
+# Nsight Compute's view of two ladder steps (bench.py --ncu); NCU=/path/to/ncu where it is not on PATH.
 gpu-ncu:
 	mkdir -p $(LOGS)
 	set -o pipefail; $(PYTHON) bench.py layernorm.forward --variant 5 --ncu 2>&1 | tee $(LOGS)/ncu.log
+	set -o pipefail; $(PYTHON) bench.py attention.forward --variant 3 --dtype bf16 --ncu 2>&1 | tee $(LOGS)/ncu-attention.log
 
 # GPT-2 124M, B=32, T=1024, bf16, with the kernels bench.py --select picks from this GPU's results:
 # 40 steps on tiny shakespeare with the per-op profile; the log and its table go to results/. DATA holds
