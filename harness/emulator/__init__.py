@@ -143,11 +143,27 @@ def wrapper(name: str, params: list[Param]) -> str:
             f"    return error.c_str();\n}}\n")
 
 
+def _find_compiler() -> str | None:
+    """$CXX when it names a compiler that exists, else g++, else clang++."""
+    if os.environ.get("CXX"):
+        return shutil.which(os.environ["CXX"])
+    return shutil.which("g++") or shutil.which("clang++")
+
+
+def compiler_missing() -> str | None:
+    """Why the emulator cannot build kernels here (no C++ compiler), or None when it can."""
+    if _find_compiler():
+        return None
+    if os.environ.get("CXX"):
+        return f"the CPU emulator's compiler $CXX={os.environ['CXX']} was not found"
+    return "the CPU emulator needs a C++20 compiler: install g++ (apt-get install g++)"
+
+
 def _compiler() -> str:
-    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")
-    if not compiler:
-        raise UserError("the CPU emulator needs a C++20 compiler: install g++ (apt-get install g++)")
-    return compiler
+    missing = compiler_missing()
+    if missing:
+        raise UserError(missing)
+    return _find_compiler()
 
 
 @lru_cache(maxsize=None)

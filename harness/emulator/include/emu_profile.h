@@ -87,7 +87,7 @@ struct State {
 };
 inline State state;
 
-EMU_UNPROFILED inline uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+EMU_QUIET inline uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 
 // Sorts v[0, n) in place and returns how many distinct values it holds (n is at most a few hundred).
 EMU_QUIET inline int distinct(uintptr_t* v, int n) {
@@ -164,6 +164,12 @@ EMU_UNPROFILED inline void add(uintptr_t pc, uint32_t space, uint32_t write, uin
     r.ideal += ideal;
 }
 
+// The running thread's trace, made on its first event.
+EMU_UNPROFILED inline std::vector<Event>& current_trace() {
+    if (state.traces.size() <= linear_tid) state.traces.resize(linear_tid + 1);
+    return state.traces[linear_tid];
+}
+
 // One lane's access; sizes above 16 bytes (aggregate copies) count as 16-byte pieces.
 EMU_UNPROFILED inline void record(const void* address, size_t size, bool write, uintptr_t pc) {
     if (!state.recording || !on_fiber || state.inside || size == 0 || untraced_depth[linear_tid]) return;
@@ -174,8 +180,7 @@ EMU_UNPROFILED inline void record(const void* address, size_t size, bool write, 
         if (a >= state.global_begin[i] && a < state.global_end[i]) space = kGlobal;
     if (space < 0 && shared_address(address)) space = kShared;
     if (space >= 0) {
-        if (state.traces.size() <= linear_tid) state.traces.resize(linear_tid + 1);
-        std::vector<Event>& trace = state.traces[linear_tid];
+        std::vector<Event>& trace = current_trace();
         for (size_t offset = 0; offset < size; offset += 16) {
             const uint8_t piece = uint8_t(std::min<size_t>(16, size - offset));
             const uint64_t kind = pc * 128 + uint64_t(space) * 32 + uint64_t(write) * 16 + (piece - 1);
@@ -194,8 +199,7 @@ constexpr uint8_t kBarrier = 254;  // a barrier reached
 EMU_UNPROFILED inline void record_block_entry(uintptr_t pc) {
     if (!state.recording || !on_fiber || state.inside || untraced_depth[linear_tid]) return;
     state.inside = true;
-    if (state.traces.size() <= linear_tid) state.traces.resize(linear_tid + 1);
-    state.traces[linear_tid].push_back({pc * 128 + 64, pc, 0, kControl, 0, 0});
+    current_trace().push_back({pc * 128 + 64, pc, 0, kControl, 0, 0});
     state.inside = false;
 }
 
@@ -422,8 +426,7 @@ EMU_UNPROFILED inline void block_done() {
 EMU_UNPROFILED inline void barrier_reached() {
     if (!state.recording || !on_fiber || state.inside) return;
     state.inside = true;
-    if (state.traces.size() <= linear_tid) state.traces.resize(linear_tid + 1);
-    state.traces[linear_tid].push_back({1, 0, 0, kBarrier, 0, 0});
+    current_trace().push_back({1, 0, 0, kBarrier, 0, 0});
     state.inside = false;
 }
 
