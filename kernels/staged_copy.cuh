@@ -1,9 +1,26 @@
 // Staging a window of a row-major matrix in shared memory with 16-byte copies: the load step of the
-// tensor-core variants (matmul forward 4 and 5, backward 3; attention forward 3, backward 2).
+// tensor-core variants (matmul forward 4 to 6, backward 3; attention forward 3, backward 2).
 #pragma once
 #include <cuda_pipeline.h>
 
 #include "common.cuh"
+
+// Where element (row, col) of a slice with COLS columns and no padding lives when it is swizzled
+// (SWIZZLED below; matmul forward 6): each 16-byte pack of row r is stored at pack position
+// pack ^ key(r), key(r) = (r / ROWS_PER_LINE) % PACKS, where ROWS_PER_LINE rows fill the 128 bytes
+// the 32 banks serve at once. Eight consecutive rows then hold the same logical pack in eight
+// different 16-byte bank groups, so ldmatrix reads them without conflicts; and the packs of one
+// 128-byte line are only permuted, so the copies' 16-byte stores stay conflict-free too. Padding
+// (variant 5's 80-byte rows) keeps the reads conflict-free at the price of 2-way conflicts on
+// the stores and unused bytes.
+template <int COLS>
+__device__ __forceinline__ int swizzled(int row, int col) {
+    constexpr int PACKS = COLS / x128::size;
+    constexpr int ROWS_PER_LINE = 8 / PACKS;
+    static_assert(PACKS == 4 || PACKS == 8, "a swizzled row is 64 or 128 bytes");
+    const int pack = (col / x128::size) ^ ((row / ROWS_PER_LINE) % PACKS);
+    return row * COLS + pack * x128::size + col % x128::size;
+}
 
 // Copy rows [row0, row0 + ROWS) x columns [col0, col0 + COLS) of `matrix` (row-major, leading
 // dimension ld) into slice[ROWS][PITCH], keeping memory's orientation, THREADS threads sharing the
@@ -14,12 +31,14 @@
 // registers, and the call returns at once. Those copies land only after the caller's
 // __pipeline_commit() and a __pipeline_wait_prior() that covers them (then a __syncthreads() for the
 // other threads' packs). Out-of-range packs are always zeroed by ordinary stores.
-template <int ROWS, int COLS, int PITCH, int THREADS, bool ASYNC = false>
+// SWIZZLED: the slice has no padding (PITCH == COLS) and its packs are placed by swizzled<COLS>.
+template <int ROWS, int COLS, int PITCH, int THREADS, bool ASYNC = false, bool SWIZZLED = false>
 __device__ __forceinline__ void copy_window(floatX (*slice)[PITCH], const floatX* matrix, int ld, int row0,
                                             int row_limit, int col0, int col_limit) {
     constexpr int PACKS_PER_ROW = COLS / x128::size;
     static_assert(ROWS * PACKS_PER_ROW % THREADS == 0, "the packs divide evenly over the block");
     static_assert(PITCH * sizeof(floatX) % 16 == 0, "every shared row starts 16-byte aligned");
+    static_assert(!SWIZZLED || PITCH == COLS, "a swizzled slice has no padding");
 #pragma unroll
     for (int l = 0; l < ROWS * PACKS_PER_ROW / THREADS; l++) {
         const int e = threadIdx.x + l * THREADS;
@@ -27,8 +46,10 @@ __device__ __forceinline__ void copy_window(floatX (*slice)[PITCH], const floatX
         const int c = (e % PACKS_PER_ROW) * x128::size;
         const floatX* source = matrix + (size_t)(row0 + r) * ld + col0 + c;
         const bool inside = row0 + r < row_limit && col0 + c < col_limit;
+        floatX* destination = &slice[r][c];
+        if constexpr (SWIZZLED) destination = &slice[0][0] + swizzled<COLS>(r, c);
         if (ASYNC && inside) {
-            __pipeline_memcpy_async(&slice[r][c], source, 16);
+            __pipeline_memcpy_async(destination, source, 16);
             continue;
         }
         x128 pack;
@@ -38,6 +59,6 @@ __device__ __forceinline__ void copy_window(floatX (*slice)[PITCH], const floatX
 #pragma unroll
             for (int j = 0; j < x128::size; j++) pack[j] = from_float<floatX>(0.0f);
         }
-        store128(&slice[r][c], pack);
+        store128(destination, pack);
     }
 }

@@ -211,3 +211,27 @@ def test_the_tensor_core_attention_score_tiles_are_stored_without_bank_conflicts
     stores = [r for r in profile.rows if r.space == "shared" and r.write]
     assert any(r.size == 8 for r in stores)  # the accumulator fragments' stores are among them
     assert sum(r.transactions for r in stores) == sum(r.ideal for r in stores)
+
+
+def test_swizzled_slices_free_the_copies_stores_of_bank_conflicts():
+    """matmul forward 5 pads its 64-byte slice rows to 80 bytes: ldmatrix's eight rows per phase then
+    fall on different banks, but a phase of the copies' 16-byte stores (two rows of four packs) puts
+    its last pack on the banks of its first, and takes two wavefronts. Variant 6 swizzles unpadded
+    rows instead (kernels/staged_copy.cuh, swizzled<>): both are conflict-free."""
+    from harness.check import Case
+    from harness.registry import find_ops
+
+    op = find_ops("matmul", "forward")[0]
+    case = Case(op, "bf16", op.make_dims((2, 40, 64, 160)), device="cpu")
+    shared = {}
+    for number in (5, 6):
+        variant = next(v for v in op.variants if v.number == number)
+        result, profile = profile_variant(variant, case, variant.configs[0])
+        assert result.passed and profile.unaligned_lanes == 0
+        shared[number] = [r for r in profile.rows if r.space == "shared"]
+    copy_stores = {n: [r for r in rows if r.write and r.size == 16] for n, rows in shared.items()}
+    operand_loads = {n: [r for r in rows if not r.write and r.size == 16] for n, rows in shared.items()}
+    assert copy_stores[5] and all(r.transactions == 2 * r.ideal for r in copy_stores[5])
+    assert all(r.transactions == r.ideal for r in operand_loads[5])
+    assert copy_stores[6] and operand_loads[6]
+    assert all(r.transactions == r.ideal for r in shared[6])

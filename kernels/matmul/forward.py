@@ -127,3 +127,8 @@ def tensor_cores_wmma(k, a, s):
 @FORWARD.variant(5, dtypes=("bf16",), refuse=refuse_unaligned_k)
 def tensor_cores_cp_async(k, a, s):
     k.matmul_forward_cp_async((ceil_div(s.OC, 128), ceil_div(s.B * s.T, 128)), (256,), kernel_args(a, s))
+
+
+@FORWARD.variant(6, dtypes=("bf16",), refuse=refuse_unaligned_k)
+def mma_sync_swizzled(k, a, s):
+    k.matmul_forward_mma_sync((ceil_div(s.OC, 128), ceil_div(s.B * s.T, 128)), (256,), kernel_args(a, s))

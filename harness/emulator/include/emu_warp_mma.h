@@ -1,0 +1,89 @@
+// Emulator stand-in for kernels/warp_mma.cuh: ldmatrix.x4 and mma.sync m16n8k16 (bf16, fp32
+// accumulators) with the register layouts the PTX ISA specifies, written down in that header.
+//
+// On a GPU the lanes of a warp exchange registers inside one instruction. Here the lanes run one
+// after another, so each lane publishes what it holds in an exchange area, waits for its warp (a
+// __syncwarp), reads what it needs, and waits again before anyone overwrites the area. Both are
+// warp-collective, as on the GPU: every lane of the warp must call them, and a lane that skips one
+// makes the warp hang (reported).
+#pragma once
+#include "emu_runtime.h"
+
+namespace emu {
+
+struct WarpExchange {
+    alignas(16) unsigned char rows[32][32][16];  // ldmatrix: the row each lane addresses, [warp][lane]
+    unsigned a[32][32][4];                       // mma: each lane's A registers
+    unsigned b[32][32][2];                       //      and B registers
+};
+inline WarpExchange warp_exchange;
+
+EMU_QUIET inline void require_whole_warp(const char* what) {
+    if (current->members[1 + linear_tid / 32] != 32) {
+        throw Error(std::string(what) + " with only " + std::to_string(current->members[1 + linear_tid / 32]) +
+                    " of the warp's 32 lanes running (lanes returned early, or the block size is not a multiple "
+                    "of 32): the instruction is warp-collective, undefined on a GPU");
+    }
+}
+
+// One bf16 of a register holding two (element 0 in the lower 16 bits), as a float.
+EMU_QUIET inline float bf16_half(unsigned reg, int element) {
+    const uint32_t bits = (element ? reg >> 16 : reg & 0xffffu) << 16;
+    float f;
+    __builtin_memcpy(&f, &bits, 4);
+    return f;
+}
+
+}  // namespace emu
+
+EMU_UNPROFILED inline void ldmatrix_x4(unsigned (&r)[4], const void* row_address) {
+    EMU_UNTRACED_SCOPE;
+    emu::require_whole_warp("ldmatrix");
+    emu::check_aligned(row_address, 16, "ldmatrix (each row address)");
+    if (!emu::shared_address(row_address)) throw emu::Error("ldmatrix: a row address is not in shared memory");
+    const unsigned warp = emu::linear_tid / 32, lane = emu::lane_id();
+    // Each lane reads the row it addresses now, so no other thread can write it between lanes.
+    __builtin_memcpy(emu::warp_exchange.rows[warp][lane], row_address, 16);
+#ifdef EMU_PROFILE  // one shared load of 32 lanes x 16 bytes, recorded by lane 0 once all have addressed
+    static uintptr_t addresses[32][32];
+    addresses[warp][lane] = reinterpret_cast<uintptr_t>(row_address);
+#endif
+    emu::syncwarp();
+#ifdef EMU_PROFILE
+    emu::profile::record_request(addresses[warp], 32, 16, false, reinterpret_cast<uintptr_t>(__builtin_return_address(0)));
+#endif
+    for (int i = 0; i < 4; ++i)
+        __builtin_memcpy(&r[i], emu::warp_exchange.rows[warp][8 * i + lane / 4] + 4 * (lane % 4), 4);
+    emu::syncwarp();
+}
+
+EMU_UNPROFILED inline void mma_bf16_16x8x16(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+    EMU_UNTRACED_SCOPE;
+    emu::require_whole_warp("mma.sync");
+    const unsigned warp = emu::linear_tid / 32, lane = emu::lane_id();
+    for (int i = 0; i < 4; ++i) emu::warp_exchange.a[warp][lane][i] = a[i];
+    for (int i = 0; i < 2; ++i) emu::warp_exchange.b[warp][lane][i] = b[i];
+    emu::syncwarp();
+    float A[16][16], B[16][8];
+    for (int l = 0; l < 32; ++l) {  // the whole operands, from every lane's registers
+        const int g = l / 4, t = l % 4;
+        const unsigned* la = emu::warp_exchange.a[warp][l];
+        const unsigned* lb = emu::warp_exchange.b[warp][l];
+        for (int e = 0; e < 2; ++e) {
+            A[g][2 * t + e] = emu::bf16_half(la[0], e);
+            A[g + 8][2 * t + e] = emu::bf16_half(la[1], e);
+            A[g][2 * t + 8 + e] = emu::bf16_half(la[2], e);
+            A[g + 8][2 * t + 8 + e] = emu::bf16_half(la[3], e);
+            B[2 * t + e][g] = emu::bf16_half(lb[0], e);
+            B[2 * t + 8 + e][g] = emu::bf16_half(lb[1], e);
+        }
+    }
+    const int g = lane / 4, t = lane % 4;
+    for (int i = 0; i < 4; ++i) {  // this lane's four results; bf16 products are exact in fp32
+        const int row = g + 8 * (i / 2), col = 2 * t + i % 2;
+        float sum = 0.0f;
+        for (int k = 0; k < 16; ++k) sum += A[row][k] * B[k][col];
+        d[i] += sum;
+    }
+    emu::syncwarp();  // everyone has read the exchange before the next call overwrites it
+}

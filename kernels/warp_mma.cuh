@@ -1,0 +1,42 @@
+// The tensor cores without WMMA: ldmatrix and mma.sync m16n8k16 (bf16 operands, fp32 accumulators)
+// as PTX instructions. Their register layouts are specified (WMMA's are not), which is what lets a
+// kernel store its shared tiles in any order it likes (matmul forward 6 swizzles them) and read its
+// results straight from the accumulator registers. The CPU emulator carries out the same two
+// instructions as specified here (harness/emulator/include/emu_warp_mma.h).
+//
+// Layouts, from the PTX ISA ("Matrix fragments for mma.m16n8k16"), with g = lane / 4, t = lane % 4.
+// A register holds two bf16; the lower 16 bits are the lower column (or row of B):
+//   A (16 x 16, m x k):  a[0] = A[g][2t, 2t+1]     a[1] = A[g+8][2t, 2t+1]
+//                        a[2] = A[g][2t+8, 2t+9]   a[3] = A[g+8][2t+8, 2t+9]
+//   B (16 x 8,  k x n):  b[0] = B[2t, 2t+1][g]     b[1] = B[2t+8, 2t+9][g]
+//   C, D (16 x 8, fp32): d[0], d[1] = D[g][2t, 2t+1]   d[2], d[3] = D[g+8][2t, 2t+1]
+// ldmatrix.x4 reads four 8 x 8 matrices of 16-bit elements: lane 8i + r gives the shared address of
+// row r of matrix i (16 contiguous bytes, 16-byte aligned), and lane l receives in register i the
+// two elements of matrix i's row l / 4 at columns 2(l % 4) and 2(l % 4) + 1. So a[i] comes from
+// A's quarters in the order (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15,
+// k 8-15), and b from rows of 8 n with k contiguous: nn.Linear's weight (N, K), as it lies in memory.
+#pragma once
+
+#if defined(__CUDA_ARCH__)
+
+// Registers r[0..3] from the four matrices whose rows this warp's lanes address (see above).
+__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const void* row_address) {
+    const unsigned shared = static_cast<unsigned>(__cvta_generic_to_shared(row_address));
+    // "memory": the compiler must not move the read across the barriers that make the tile ready.
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(shared)
+                 : "memory");
+}
+
+// d += a b for one 16 x 8 tile of d, over k = 16.
+__device__ __forceinline__ void mma_bf16_16x8x16(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+#else
+#include "emu_warp_mma.h"
+#endif
