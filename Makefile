@@ -78,6 +78,7 @@ gpu-ncu:
 	mkdir -p $(LOGS)
 	set -o pipefail; $(PYTHON) bench.py layernorm.forward --variant 5 --ncu 2>&1 | tee $(LOGS)/ncu.log
 	set -o pipefail; $(PYTHON) bench.py attention.forward --variant 3 --dtype bf16 --ncu 2>&1 | tee $(LOGS)/ncu-attention.log
+	set -o pipefail; $(PYTHON) bench.py matmul.forward --variant 6 --dtype bf16 --ncu 2>&1 | tee $(LOGS)/ncu-matmul.log
 
 # GPT-2 124M, B=32, T=1024, bf16, with the kernels bench.py --select picks from this GPU's results:
 # 40 steps on tiny shakespeare with the per-op profile; the log and its table go to results/. DATA holds

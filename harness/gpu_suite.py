@@ -113,12 +113,15 @@ def stages(logs: Path, data: Path) -> dict[str, Stage]:
         Stage("sanitize", 300, [(f"sanitize-{tool}", sanitized(tool)) for tool in ("memcheck", "racecheck")]),
         Stage("notebooks", 600, [("notebooks", [PY, "-m", "pytest", "--nbmake", "--nbmake-timeout=900",
                                                 "notebooks", "-q"])]),
-        # bench.py --ncu on two ladder steps: Nsight Compute's view of a variant, the feature's own check,
-        # and ncu's shared-memory bank conflicts of the fused attention kernel beside the ones the
-        # emulator's access profile counts (bench.py attention --variant 3 --emulate --accesses).
-        Stage("ncu", 120, [("ncu", [PY, "bench.py", "layernorm.forward", "--variant", "5", "--ncu"]),
+        # bench.py --ncu on ladder steps: Nsight Compute's view of a variant, the feature's own check,
+        # and ncu's shared-memory bank conflicts of the fused attention kernel and of the swizzled
+        # matmul beside the ones the emulator's access profile counts (bench.py LAYER --variant N
+        # --emulate --accesses).
+        Stage("ncu", 160, [("ncu", [PY, "bench.py", "layernorm.forward", "--variant", "5", "--ncu"]),
                            ("ncu-attention", [PY, "bench.py", "attention.forward", "--variant", "3", "--dtype",
-                                              "bf16", "--ncu"])]),
+                                              "bf16", "--ncu"]),
+                           ("ncu-matmul", [PY, "bench.py", "matmul.forward", "--variant", "6", "--dtype", "bf16",
+                                           "--ncu"])]),
     ]}
 
 

@@ -53,7 +53,7 @@ extern "C" __global__ void mma_by_layout(float* d_out, const floatX* a_in, const
 '''
 
 
-@pytest.fixture(params=["emulator", "gpu"])
+@pytest.fixture(params=[pytest.param("emulator", marks=pytest.mark.emulated), pytest.param("gpu", marks=pytest.mark.gpu)])
 def target(request, tmp_path):
     """(kernels, device) for the test source, compiled for the CPU emulator or for this GPU."""
     source = tmp_path / "warp_mma_probe.cu"
@@ -78,7 +78,6 @@ def bits(x: torch.Tensor) -> torch.Tensor:
     return x.view(torch.int16).to(torch.int64) & 0xFFFF
 
 
-@pytest.mark.emulated
 @pytest.mark.parametrize("pitch", [8, 16, 40])
 def test_ldmatrix_gives_lane_l_row_l_over_4_of_each_matrix(target, pitch):
     kernels, device = target
@@ -95,7 +94,6 @@ def test_ldmatrix_gives_lane_l_row_l_over_4_of_each_matrix(target, pitch):
     assert torch.equal(registers.cpu().to(torch.int64) & 0xFFFFFFFF, expected)
 
 
-@pytest.mark.emulated
 def test_mma_adds_the_product_in_the_documented_fragment_layout(target):
     kernels, device = target
     generator = torch.Generator().manual_seed(7)
