@@ -13,11 +13,13 @@ DIMS = ("B", "T", "C", "OC")
 # (M = 10, K = 33, N = 47: a one-wide K tail past one 32-wide slice; M = 51, K = 96, N = 130: two
 # 32-row tiles, K in whole slices, N just past 128; M = 150, K = 40, N = 200: two 128-row tiles and
 # an 8-wide K tail; M = 140, K = 136, N = 264: every size a multiple of 8, as the tensor-core variants
-# need, yet past a whole number of their 128-wide tiles in all three), then GPT-2 small's fused QKV
+# need, yet past a whole number of their 128-wide tiles in all three; M = 19, K = 24, N = 37: K a
+# multiple of 8 but N odd, so rows of the output start at odd elements and a kernel storing pairs of
+# outputs must fall back to single ones), then GPT-2 small's fused QKV
 # projection on a short batch, and the bench shape: the MLP's first projection (768 -> 4 * 768) at
 # B = 8, T = 1024.
-SHAPES = [(2, 5, 33, 47), (3, 17, 96, 130), (5, 30, 40, 200), (2, 70, 136, 264), (4, 64, 768, 2304),
-          (8, 1024, 768, 3072)]
+SHAPES = [(2, 5, 33, 47), (3, 17, 96, 130), (5, 30, 40, 200), (2, 70, 136, 264), (1, 19, 24, 37),
+          (4, 64, 768, 2304), (8, 1024, 768, 3072)]
 BENCH_SHAPE = (8, 1024, 768, 3072)
 
 ROWS_BY_INPUTS = TensorSpec(lambda d: (d.B, d.T, d.C))
