@@ -1,4 +1,4 @@
-"""kernels/warp_mma.cuh's ldmatrix and mma.sync against the register layouts the PTX ISA specifies
+"""kernels/warp_mma.cuh's ldmatrix (plain and .trans) and mma.sync against the register layouts the PTX ISA specifies
 (written out again here, in Python and in the test kernels, independently of the emulator's code).
 
 The same tests run on the CPU emulator (in CI) and on a GPU. Passing on both is what says that the
@@ -24,14 +24,19 @@ __device__ unsigned pack(floatX low, floatX high) {
 }
 
 // Lane l copies row l of `tile` (32 rows of 8: four 8 x 8 matrices, one under the other) into
-// shared rows `pitch` elements apart, addresses that row for ldmatrix, and writes out what it gets.
-extern "C" __global__ void ldmatrix_registers(int* registers, const floatX* tile, int pitch) {
+// shared rows `pitch` elements apart, addresses that row for ldmatrix (.trans when `transposed`),
+// and writes out what it gets.
+extern "C" __global__ void ldmatrix_registers(int* registers, const floatX* tile, int pitch, int transposed) {
     __shared__ __align__(16) floatX rows[32 * 64];
     const int lane = threadIdx.x;
     for (int c = 0; c < 8; c++) rows[lane * pitch + c] = tile[lane * 8 + c];
     __syncwarp();
     unsigned r[4];
-    ldmatrix_x4(r, rows + lane * pitch);
+    if (transposed) {
+        ldmatrix_x4_trans(r, rows + lane * pitch);
+    } else {
+        ldmatrix_x4(r, rows + lane * pitch);
+    }
     for (int i = 0; i < 4; i++) registers[lane * 4 + i] = (int)r[i];
 }
 
@@ -79,18 +84,22 @@ def bits(x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("pitch", [8, 16, 40])
-def test_ldmatrix_gives_lane_l_row_l_over_4_of_each_matrix(target, pitch):
+@pytest.mark.parametrize("transposed", [False, True], ids=["plain", "trans"])
+def test_ldmatrix_hands_lane_l_its_elements_of_each_matrix(target, pitch, transposed):
     kernels, device = target
     generator = torch.Generator().manual_seed(pitch)
     tile = torch.randn(32, 8, generator=generator).to(torch.bfloat16)
     registers = torch.full((32, 4), -1, dtype=torch.int32, device=device)
-    kernels.ldmatrix_registers((1,), (32,), (registers, tile.to(device), pitch))
+    kernels.ldmatrix_registers((1,), (32,), (registers, tile.to(device), pitch, int(transposed)))
     expected = torch.empty(32, 4, dtype=torch.int64)
     pattern = bits(tile)
     for lane in range(32):
-        for i in range(4):  # register i: matrix i's row lane / 4, columns 2 (lane % 4) and the next
-            row, col = 8 * i + lane // 4, 2 * (lane % 4)
-            expected[lane, i] = pattern[row, col] | pattern[row, col + 1] << 16
+        for i in range(4):
+            if transposed:  # register i: matrix i's column lane / 4, rows 2 (lane % 4) and the next
+                first, second = pattern[8 * i + 2 * (lane % 4), lane // 4], pattern[8 * i + 2 * (lane % 4) + 1, lane // 4]
+            else:  # register i: matrix i's row lane / 4, columns 2 (lane % 4) and the next
+                first, second = pattern[8 * i + lane // 4, 2 * (lane % 4)], pattern[8 * i + lane // 4, 2 * (lane % 4) + 1]
+            expected[lane, i] = first | second << 16
     assert torch.equal(registers.cpu().to(torch.int64) & 0xFFFFFFFF, expected)
 
 
@@ -120,4 +129,15 @@ def test_the_emulated_instructions_refuse_a_partial_warp(tmp_path):
     kernels = EmulatedKernels(library, found, "warp_mma probe", "bf16")
     registers, tile = torch.zeros(32, 4, dtype=torch.int32), torch.zeros(32, 8, dtype=torch.bfloat16)
     with pytest.raises(EmulationError, match="warp-collective"):
-        kernels.ldmatrix_registers((1,), (16,), (registers, tile, 8))
+        kernels.ldmatrix_registers((1,), (16,), (registers, tile, 8, 0))
+
+
+@pytest.mark.nvrtc
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_the_probe_assembles_for_the_gpu(tmp_path, arch):
+    """NVRTC and ptxas accept the inline PTX (no GPU needed): a typo in an instruction fails here."""
+    from harness.compile import compile_cubin
+
+    source = tmp_path / "warp_mma_probe.cu"
+    source.write_text(SOURCE)
+    assert compile_cubin(source, "bf16", arch).stat().st_size > 0

@@ -15,6 +15,9 @@
 // two elements of matrix i's row l / 4 at columns 2(l % 4) and 2(l % 4) + 1. So a[i] comes from
 // A's quarters in the order (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15,
 // k 8-15), and b from rows of 8 n with k contiguous: nn.Linear's weight (N, K), as it lies in memory.
+// ldmatrix.x4.trans reads the same rows but hands out each matrix transposed: lane l receives the
+// elements of rows 2(l % 4) and 2(l % 4) + 1 at column l / 4. That is b's layout when the rows are
+// B's k (8 consecutive keys of v, say) and the 16 bytes of a row are 8 of B's n (channels).
 #pragma once
 
 #if defined(__CUDA_ARCH__)
@@ -24,6 +27,15 @@ __device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const void* row_ad
     const unsigned shared = static_cast<unsigned>(__cvta_generic_to_shared(row_address));
     // "memory": the compiler must not move the read across the barriers that make the tile ready.
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(shared)
+                 : "memory");
+}
+
+// The same four matrices, each transposed (see above).
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const void* row_address) {
+    const unsigned shared = static_cast<unsigned>(__cvta_generic_to_shared(row_address));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(shared)
                  : "memory");

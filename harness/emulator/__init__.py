@@ -36,8 +36,11 @@ EMULATED_SMS = 4  # small, so grid-stride loops take several turns
 # extern __shared__ [__align__(n)] T name[];  ->  a pointer into the launch's dynamic shared memory
 DYNAMIC_SHARED = re.compile(
     r"extern\s+__shared__\s+(?:__align__\s*\(\s*\d+\s*\)\s+)?([\w:]+)\s+(?:__align__\s*\(\s*\d+\s*\)\s+)?(\w+)\s*\[\s*\]\s*;")
-# __shared__ T name[...]...; (or a single T)  ->  a static, registered so it is poisoned
-STATIC_SHARED = re.compile(r"__shared__\s+((?:__align__\s*\(\s*\d+\s*\)\s+)?[\w:<>]+)\s+(\w+)\s*((?:\[[^\]]*\])*)\s*;")
+# __shared__ T name[...]...; (or a single T, or several: T a, b[4];)  ->  statics, each registered so it
+# is poisoned
+STATIC_SHARED = re.compile(r"__shared__\s+((?:__align__\s*\(\s*\d+\s*\)\s+)?[\w:<>]+)\s+"
+                           r"(\w+\s*(?:\[[^\]]*\])*(?:\s*,\s*\w+\s*(?:\[[^\]]*\])*)*)\s*;")
+DECLARATOR = re.compile(r"(\w+)\s*((?:\[[^\]]*\])*)")
 KERNEL = re.compile(r'extern\s+"C"\s+__attribute__\s*\(\(used\)\)\s+void\s+(\w+)\s*\(([^)]*)\)')
 
 SCALAR_TYPES = {
@@ -129,8 +132,9 @@ def parse_params(text: str) -> list[Param]:
 def transform_source(text: str) -> str:
     text = DYNAMIC_SHARED.sub(lambda m: f"{m.group(1)}* {m.group(2)} = reinterpret_cast<{m.group(1)}*>"
                                         f"(emu::dynamic_shared());", text)
-    return STATIC_SHARED.sub(lambda m: f"static {m.group(1)} {m.group(2)}{m.group(3)}; "
-                                       f"emu::register_shared(&{m.group(2)}, sizeof({m.group(2)}));", text)
+    return STATIC_SHARED.sub(lambda m: " ".join(
+        f"static {m.group(1)} {d.group(1)}{d.group(2)}; emu::register_shared(&{d.group(1)}, sizeof({d.group(1)}));"
+        for d in DECLARATOR.finditer(m.group(2))), text)
 
 
 def wrapper(name: str, params: list[Param]) -> str:

@@ -235,3 +235,23 @@ def test_swizzled_slices_free_the_copies_stores_of_bank_conflicts():
     assert all(r.transactions == r.ideal for r in operand_loads[5])
     assert copy_stores[6] and operand_loads[6]
     assert all(r.transactions == r.ideal for r in shared[6])
+
+
+def test_flash_attention_in_registers_moves_about_half_as_much_through_shared_memory():
+    """Flash attention forward 3 keeps scores, probabilities and output in mma.sync's registers: its
+    shared traffic is the swizzled q, k and v tiles alone, conflict-free, where variant 2 also
+    round-trips every tile's scores and P v through shared memory."""
+    from harness.check import Case
+    from harness.registry import find_ops
+
+    op = find_ops("flash_attention", "forward")[0]
+    case = Case(op, "bf16", op.make_dims((1, 70, 2, 64)), device="cpu")
+    wavefronts = {}
+    for number in (2, 3):
+        variant = next(v for v in op.variants if v.number == number)
+        result, profile = profile_variant(variant, case, variant.configs[0])
+        assert result.passed and profile.unaligned_lanes == 0
+        shared = [r for r in profile.rows if r.space == "shared"]
+        assert sum(r.transactions for r in shared) == sum(r.ideal for r in shared)
+        wavefronts[number] = sum(r.transactions for r in shared)
+    assert wavefronts[3] < 0.6 * wavefronts[2]

@@ -262,6 +262,23 @@ extern "C" __global__ void reads_unwritten_shared(float* out) {
     assert torch.isnan(out).all()
 
 
+def test_every_static_shared_array_of_one_declaration_is_shared_and_poisoned(tmp_path):
+    """`__shared__ T a, b[4];` declares two shared arrays: both must be registered as the block's
+    shared memory (poisoned per block; what ldmatrix and the access profile recognise as shared)."""
+    k = kernels(tmp_path, r'''
+extern "C" __global__ void reads_unwritten_static_shared(float* out) {
+    __shared__ float first[32], second[32];
+    if (threadIdx.x == 0) first[0] = 1.0f;
+    __syncthreads();
+    out[blockIdx.x * 64 + threadIdx.x] = first[threadIdx.x];
+    out[blockIdx.x * 64 + 32 + threadIdx.x] = second[threadIdx.x];
+}''')
+    out = torch.zeros(2 * 64)
+    k.reads_unwritten_static_shared((2,), (32,), (out,))
+    for block in range(2):
+        assert out[64 * block] == 1.0 and torch.isnan(out[64 * block + 1:64 * block + 64]).all()
+
+
 def test_launch_lines_are_checked_against_the_signature(tmp_path):
     k = kernels(tmp_path, ROW_SUM)
     inp = torch.randn(3, 32)

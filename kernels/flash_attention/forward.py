@@ -10,6 +10,8 @@ Variant 1 is one kernel, one warp per query row (the online softmax, 32 keys at 
     flash_attention_forward_rows(out, lse, qkv, B, T, NH, HS, scale)     grid ceil(B NH T / warps)
 Variant 2 is one kernel on the tensor cores, a block per 64 query rows of one (b, h), HS = 64:
     flash_attention_forward_tiles(out, lse, qkv, B, T, NH, scale)        grid (ceil(T / 64), B NH)
+Variant 3 is the same geometry on mma.sync, its scores and output in registers:
+    flash_attention_forward_mma_sync(out, lse, qkv, B, T, NH, scale)     grid (ceil(T / 64), B NH)
 
 Rated like attention forward: TFLOP/s against the cuBLAS GEMM ceiling, counting the multiply-adds
 of the two matmuls (q k^T and P v) over the causal half of the scores only. The bytes column counts
@@ -121,3 +123,10 @@ SHARED_BYTES = 3 * TILE_BYTES + 4 * 16 * 72 * 4 + 4 * 16 * 72 * 2
 def tensor_cores(k, a, s):
     k.flash_attention_forward_tiles((ceil_div(s.T, 64), s.B * s.NH), (128,),
                                     (a.out, a.lse, a.qkv, s.B, s.T, s.NH, scale(s)), shared_mem=SHARED_BYTES)
+
+
+# The same geometry as variant 2; its 24 KB of q, k and v tiles are static shared memory.
+@FORWARD.variant(3, dtypes=("bf16",), refuse=refuse_other_head_sizes)
+def mma_sync_registers(k, a, s):
+    k.flash_attention_forward_mma_sync((ceil_div(s.T, 64), s.B * s.NH), (128,),
+                                       (a.out, a.lse, a.qkv, s.B, s.T, s.NH, scale(s)))

@@ -36,8 +36,10 @@ EMU_QUIET inline float bf16_half(unsigned reg, int element) {
 
 }  // namespace emu
 
-EMU_UNPROFILED inline void ldmatrix_x4(unsigned (&r)[4], const void* row_address) {
-    EMU_UNTRACED_SCOPE;
+namespace emu {
+
+// ldmatrix.x4, plain or .trans: every lane's row address exchanged, then each lane's four registers.
+EMU_UNPROFILED inline void ldmatrix(unsigned (&r)[4], const void* row_address, bool transposed, void* return_address) {
     emu::require_whole_warp("ldmatrix");
     emu::check_aligned(row_address, 16, "ldmatrix (each row address)");
     if (!emu::shared_address(row_address)) throw emu::Error("ldmatrix: a row address is not in shared memory");
@@ -50,11 +52,31 @@ EMU_UNPROFILED inline void ldmatrix_x4(unsigned (&r)[4], const void* row_address
 #endif
     emu::syncwarp();
 #ifdef EMU_PROFILE
-    emu::profile::record_request(addresses[warp], 32, 16, false, reinterpret_cast<uintptr_t>(__builtin_return_address(0)));
+    emu::profile::record_request(addresses[warp], 32, 16, false, reinterpret_cast<uintptr_t>(return_address));
 #endif
-    for (int i = 0; i < 4; ++i)
-        __builtin_memcpy(&r[i], emu::warp_exchange.rows[warp][8 * i + lane / 4] + 4 * (lane % 4), 4);
+    for (int i = 0; i < 4; ++i) {
+        if (!transposed) {  // row lane / 4, elements 2 (lane % 4) and the next
+            __builtin_memcpy(&r[i], emu::warp_exchange.rows[warp][8 * i + lane / 4] + 4 * (lane % 4), 4);
+        } else {  // column lane / 4 of rows 2 (lane % 4) and the next
+            uint16_t low, high;
+            __builtin_memcpy(&low, emu::warp_exchange.rows[warp][8 * i + 2 * (lane % 4)] + 2 * (lane / 4), 2);
+            __builtin_memcpy(&high, emu::warp_exchange.rows[warp][8 * i + 2 * (lane % 4) + 1] + 2 * (lane / 4), 2);
+            r[i] = unsigned(low) | unsigned(high) << 16;
+        }
+    }
     emu::syncwarp();
+}
+
+}  // namespace emu
+
+EMU_UNPROFILED inline void ldmatrix_x4(unsigned (&r)[4], const void* row_address) {
+    EMU_UNTRACED_SCOPE;
+    emu::ldmatrix(r, row_address, false, __builtin_return_address(0));
+}
+
+EMU_UNPROFILED inline void ldmatrix_x4_trans(unsigned (&r)[4], const void* row_address) {
+    EMU_UNTRACED_SCOPE;
+    emu::ldmatrix(r, row_address, true, __builtin_return_address(0));
 }
 
 EMU_UNPROFILED inline void mma_bf16_16x8x16(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {

@@ -14,7 +14,7 @@
  * pass suffices, because the output can be rescaled like the sum. The accumulator cannot be
  * rescaled row by row inside a WMMA fragment (its element-to-lane layout is opaque), so each tile's
  * P v goes through the warp's shared tile into registers whose layout the code chooses: the price of
- * WMMA (raw mma.sync PTX fixes the layout and rescales in place). bf16 only, HS = 64 (GPT-2's head
+ * WMMA (variant 3 calls mma.sync itself, whose layout is known, and rescales in place). bf16 only, HS = 64 (GPT-2's head
  * size).
  * Run: python bench.py flash_attention --variant 2
  */
