@@ -14,6 +14,9 @@ Variant 1 is three kernels, one warp per row (query rows for D and dq, key rows 
 Variant 2 is two kernels on the tensor cores, a block per 64 rows of one (b, h), HS = 64:
     flash_attention_backward_dq_tiles(dqkv, row_dots, dout, qkv, out, lse, B, T, NH, scale)   also writes D
     flash_attention_backward_dkdv_tiles(dqkv, row_dots, dout, qkv, lse, B, T, NH, scale)
+Variant 3 is variant 2's two kernels on mma.sync, everything between the products in registers:
+    flash_attention_backward_dq_mma_sync(dqkv, row_dots, dout, qkv, out, lse, B, T, NH, scale)   also writes D
+    flash_attention_backward_dkdv_mma_sync(dqkv, row_dots, dout, qkv, lse, B, T, NH, scale)
 
 Rated like attention backward: TFLOP/s against the GEMM ceiling, counting five matmuls over the
 causal half of the scores (5 x 2 B NH HS T (T + 1) / 2 flops): q k^T recomputed once, dP = dout v^T,
@@ -136,3 +139,13 @@ def tensor_cores(k, a, s):
                                                        s.NH, scale(s)), shared_mem=DQ_SHARED_BYTES)
     k.flash_attention_backward_dkdv_tiles(grid, (128,), (a.dqkv, a.row_dots, a.dout, a.qkv, a.lse, s.B, s.T, s.NH,
                                                          scale(s)), shared_mem=DKDV_SHARED_BYTES)
+
+
+# Variant 2's grid and blocks; the staged tiles (and lse and D) are static shared memory.
+@BACKWARD.variant(3, dtypes=("bf16",), refuse=refuse_other_head_sizes, scratch=row_dots_scratch)
+def mma_sync_registers(k, a, s):
+    grid = (ceil_div(s.T, 64), s.B * s.NH)
+    k.flash_attention_backward_dq_mma_sync(grid, (128,), (a.dqkv, a.row_dots, a.dout, a.qkv, a.out, a.lse, s.B, s.T,
+                                                          s.NH, scale(s)))
+    k.flash_attention_backward_dkdv_mma_sync(grid, (128,), (a.dqkv, a.row_dots, a.dout, a.qkv, a.lse, s.B, s.T, s.NH,
+                                                            scale(s)))

@@ -14,54 +14,15 @@
  * with ldmatrix .trans, which hands out 8 x 8 blocks transposed, as that product's B operand needs.
  * The running sums stay per lane (each lane's share of its two rows), summed over the group once
  * at the end. Shared memory holds only the q, k and v tiles, swizzled (swizzled<> in
- * staged_copy.cuh): 24 KB against variant 2's 70 KB.
+ * staged_copy.cuh): 24 KB against variant 2's 70 KB. The fragment helpers are in mma_tiles.cuh.
  * Teaches: the FlashAttention-2 forward on Ampere-style tensor cores, and how the m16n8k16
  * fragment layouts make it possible: a row's statistics live in 4 lanes, and an accumulator is an
  * operand. bf16 only, HS = 64 (GPT-2's head size).
  * Run: python bench.py flash_attention --variant 3
  */
-#include "common.cuh"
-#include "staged_copy.cuh"  // copy_window (cp.async, swizzled), swizzled<>
-#include "warp_mma.cuh"     // ldmatrix_x4(_trans), mma_bf16_16x8x16
+#include "flash_attention/mma_tiles.cuh"  // tiles, fragment helpers, warp_mma.cuh, staged_copy.cuh
 
-#ifndef WB_BF16
-#error "tensor-core mma.sync variant: bf16 only (fp32 operands have no tensor-core path without TF32)"
-#endif
-
-constexpr int HS = 64;            // head size: the launch refuses others
-constexpr int TILE = 64;          // query rows per block, keys per staged tile
-constexpr int WARPS = 4;          // 16 query rows each
-constexpr int THREADS = 32 * WARPS;
-constexpr int KEY_BLOCKS = TILE / 8;   // 8-key column blocks of a warp's scores
-constexpr int HEAD_BLOCKS = HS / 8;    // 8-channel column blocks of its output
-constexpr int HEAD_STEPS = HS / 16;    // 16-deep steps of q . k
-constexpr int KEY_STEPS = TILE / 16;   // 16-deep steps of P v
-
-typedef floatX Tile[TILE][HS];  // 128-byte rows, swizzled
-
-__device__ __forceinline__ void stage(Tile& tile, const floatX* base, int ld, int row0, int T) {
-    copy_window<TILE, HS, HS, THREADS, true, true>(tile, base, ld, row0, T, 0, HS);
-}
-
-// Two floats as a register of two bf16, the first in the lower half (an A operand's element order).
-__device__ __forceinline__ unsigned pack_bf16(float first, float second) {
-    union {
-        floatX halves[2];
-        unsigned word;
-    } pair;
-    pair.halves[0] = from_float<floatX>(first), pair.halves[1] = from_float<floatX>(second);
-    return pair.word;
-}
-
-// The maximum and the sum over the 4 lanes that share a row (lanes 4g .. 4g + 3).
-__device__ __forceinline__ float group_max(float v) {
-    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
-    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
-}
-__device__ __forceinline__ float group_sum(float v) {
-    v += __shfl_xor_sync(0xffffffffu, v, 1);
-    return v + __shfl_xor_sync(0xffffffffu, v, 2);
-}
+using namespace mma_tiles;
 
 // out (B, T, C) floatX, lse (B, NH, T) fp32, qkv (B, T, 3C) floatX, C = NH * HS.
 // Grid (ceil(T / 64), B * NH), 128 threads, 24 KB of static shared memory.
@@ -81,25 +42,16 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_forward_mm
     const floatX* k_base = q_base + C;
     const floatX* v_base = q_base + 2 * C;
 
-    // Row and column (within a 16 x 16 block) whose address this lane gives ldmatrix, for an A
-    // operand (quarters down, then right) and for a B operand read from rows of n (the k halves,
-    // then the next 8 n); v's rows are keys, so its .trans reads take quarters down, then right.
-    const int a_row = lane % 8 + 8 * (lane / 8 % 2), a_col = 8 * (lane / 16);
-    const int b_row = lane % 8 + 8 * (lane / 16), b_col = 8 * (lane / 8 % 2);
-
     stage(q_tile, q_base, 3 * C, t0, T);
     __pipeline_commit();
     __pipeline_wait_prior(0);
     __syncthreads();
-    unsigned q[HEAD_STEPS][4];  // the warp's 16 query rows as A operands, for the whole loop
-#pragma unroll
-    for (int kk = 0; kk < HEAD_STEPS; kk++) {
-        ldmatrix_x4(q[kk], &q_tile[0][0] + swizzled<HS>(16 * warp + a_row, 16 * kk + a_col));
-    }
+    RowOperand q;  // the warp's 16 query rows, for the whole loop
+    load_rows(q, q_tile, warp, lane);
 
     float m[2] = {LOWEST, LOWEST};  // running maximum of rows g and g + 8 (the same in the group's 4 lanes)
     float l[2] = {0.0f, 0.0f};      // this lane's share of their running sums
-    float o[HEAD_BLOCKS][4] = {};   // output accumulators: rows g, g + 8 x columns 2t, 2t + 1 per block
+    Accumulators o = {};            // the output, rows g and g + 8
 
     for (int kt = 0; kt <= (int)blockIdx.x; kt++) {  // key tiles at or below the diagonal
         __syncthreads();  // every warp is done with the previous k and v tiles
@@ -110,25 +62,15 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_forward_mm
         __pipeline_wait_prior(1);  // this thread's k copies have landed (v's may still be in flight)
         __syncthreads();
 
-        float s[KEY_BLOCKS][4] = {};  // raw scores q k^T, rows g, g + 8 x keys 8j + 2t, 8j + 2t + 1
-#pragma unroll
-        for (int kk = 0; kk < HEAD_STEPS; kk++) {
-#pragma unroll
-            for (int j = 0; j < KEY_BLOCKS; j += 2) {  // one ldmatrix.x4: two 8-key blocks of k
-                unsigned r[4];
-                ldmatrix_x4(r, &k_tile[0][0] + swizzled<HS>(8 * j + b_row, 16 * kk + b_col));
-                const unsigned k0[2] = {r[0], r[1]}, k1[2] = {r[2], r[3]};
-                mma_bf16_16x8x16(s[j], q[kk], k0);
-                mma_bf16_16x8x16(s[j + 1], q[kk], k1);
-            }
-        }
+        Accumulators s;  // raw scores q k^T: keys 8j + 2t, 8j + 2t + 1 of rows g, g + 8
+        rows_times_tile_rows(s, q, k_tile, lane);
 
         // The online softmax, in registers: mask, scale, new maximum, rescale, exponentiate.
 #pragma unroll
         for (int half = 0; half < 2; half++) {
             float tile_max = LOWEST;
 #pragma unroll
-            for (int j = 0; j < KEY_BLOCKS; j++) {
+            for (int j = 0; j < BLOCKS; j++) {
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
                     const int key = kt * TILE + 8 * j + 2 * t + e;
@@ -141,7 +83,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_forward_mm
             const float rescale = expf(m[half] - m_new);  // 1 when the maximum stays, 0 on the first tile
             float tile_sum = 0.0f;
 #pragma unroll
-            for (int j = 0; j < KEY_BLOCKS; j++) {
+            for (int j = 0; j < BLOCKS; j++) {
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
                     float& x = s[j][2 * half + e];
@@ -152,7 +94,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_forward_mm
             l[half] = l[half] * rescale + tile_sum;
             m[half] = m_new;
 #pragma unroll
-            for (int j = 0; j < HEAD_BLOCKS; j++) {  // the output follows the sum to the new maximum
+            for (int j = 0; j < BLOCKS; j++) {  // the output follows the sum to the new maximum
                 o[j][2 * half] *= rescale;
                 o[j][2 * half + 1] *= rescale;
             }
@@ -160,35 +102,15 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_forward_mm
 
         __pipeline_wait_prior(0);  // v's copies have landed
         __syncthreads();
-        // o += P v. Key blocks 2kk and 2kk + 1 of P, as registers, are the A operand of step kk.
-#pragma unroll
-        for (int kk = 0; kk < KEY_STEPS; kk++) {
-            const unsigned p[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                                   pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                   pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-#pragma unroll
-            for (int j = 0; j < HEAD_BLOCKS; j += 2) {  // one ldmatrix.x4.trans: two 8-channel blocks of v
-                unsigned r[4];
-                ldmatrix_x4_trans(r, &v_tile[0][0] + swizzled<HS>(16 * kk + a_row, 8 * j + a_col));
-                const unsigned v0[2] = {r[0], r[1]}, v1[2] = {r[2], r[3]};
-                mma_bf16_16x8x16(o[j], p, v0);
-                mma_bf16_16x8x16(o[j + 1], p, v1);
-            }
-        }
+        accumulate_times_tile(o, s, v_tile, lane);  // o += P v, P straight from the score registers
     }
 
-    // out[b, t, h * HS + c] and lse[b, h, t], each written once: pairs of channels per lane.
+    // out[b, t, h * HS + c] and lse[b, h, t], each written once.
 #pragma unroll
     for (int half = 0; half < 2; half++) {
         const float sum = group_sum(l[half]);  // >= 1: the row maximum's own term is exp(0)
         if (rows[half] >= T) continue;
-        const float inverse = 1.0f / sum;
-        floatX* row_out = out + ((size_t)b * T + rows[half]) * C + h * HS;
-#pragma unroll
-        for (int j = 0; j < HEAD_BLOCKS; j++) {
-            *reinterpret_cast<unsigned*>(row_out + 8 * j + 2 * t) =
-                pack_bf16(o[j][2 * half] * inverse, o[j][2 * half + 1] * inverse);
-        }
+        store_row(out + ((size_t)b * T + rows[half]) * C + h * HS, o, half, 1.0f / sum, lane);
         if (t == 0) lse[(size_t)bh * T + rows[half]] = m[half] + logf(sum);
     }
 }

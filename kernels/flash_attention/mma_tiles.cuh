@@ -1,0 +1,122 @@
+// The building blocks of the mma.sync flash attention kernels (forward 3, backward 3): a block takes
+// 64 rows (queries or keys) of one (b, h), each of its 4 warps 16 of them, and the other side
+// arrives in 64 x HS tiles staged in swizzled shared memory. Everything a warp computes stays in
+// mma.sync's registers (kernels/warp_mma.cuh for the layouts): lane (g, t) = (lane / 4, lane % 4)
+// holds rows g and g + 8 of the warp's 16, at columns 2t and 2t + 1 of each 8-wide block, so
+// acc[j][0..1] are row g's and acc[j][2..3] row g + 8's. A row's statistics therefore live in the 4
+// lanes of its group, and a 16 x 64 block of accumulators, rounded to bf16, is already the A operand
+// of a product over its 64 columns.
+#pragma once
+#include "common.cuh"
+#include "staged_copy.cuh"  // copy_window (cp.async, swizzled), swizzled<>
+#include "warp_mma.cuh"     // ldmatrix_x4(_trans), mma_bf16_16x8x16
+
+#ifndef WB_BF16
+#error "tensor-core mma.sync variant: bf16 only (fp32 operands have no tensor-core path without TF32)"
+#endif
+
+namespace mma_tiles {
+
+constexpr int HS = 64;                 // head size: the launches refuse others
+constexpr int TILE = 64;               // rows per block and per staged tile
+constexpr int WARPS = 4;               // 16 rows each
+constexpr int THREADS = 32 * WARPS;
+constexpr int BLOCKS = TILE / 8;       // 8-wide column blocks of a 16 x 64 result (HS = TILE)
+constexpr int STEPS = TILE / 16;       // 16-deep steps of a product over 64 (keys, queries or channels)
+
+typedef floatX Tile[TILE][HS];         // 128-byte rows, swizzled
+typedef unsigned RowOperand[STEPS][4]; // a warp's 16 x 64 rows as A operands, one per 16-deep step
+typedef float Accumulators[BLOCKS][4]; // a warp's 16 x 64 fp32 result
+
+// Stage rows [row0, row0 + 64) of a token-major matrix (leading dimension ld, HS columns from base)
+// into `tile` with cp.async, rows >= T as zeros. They land after the caller's commit and wait.
+__device__ __forceinline__ void stage(Tile& tile, const floatX* base, int ld, int row0, int T) {
+    copy_window<TILE, HS, HS, THREADS, true, true>(tile, base, ld, row0, T, 0, HS);
+}
+
+// The row and column (within a 16 x 16 block) whose address this lane gives ldmatrix: quarters down,
+// then right (an A operand, or a .trans read of rows that are k); or, for a B operand read from rows
+// that are n, the two k halves, then the next 8 rows.
+__device__ __forceinline__ int quarter_row(int lane) { return lane % 8 + 8 * (lane / 8 % 2); }
+__device__ __forceinline__ int quarter_col(int lane) { return 8 * (lane / 16); }
+__device__ __forceinline__ int n_row(int lane) { return lane % 8 + 8 * (lane / 16); }
+__device__ __forceinline__ int k_col(int lane) { return 8 * (lane / 8 % 2); }
+
+// Rows [16 warp, 16 warp + 16) of a staged tile as A operands.
+__device__ __forceinline__ void load_rows(RowOperand& rows, const Tile& tile, int warp, int lane) {
+#pragma unroll
+    for (int kk = 0; kk < STEPS; kk++) {
+        ldmatrix_x4(rows[kk], &tile[0][0] + swizzled<HS>(16 * warp + quarter_row(lane), 16 * kk + quarter_col(lane)));
+    }
+}
+
+// acc = rows (16 x HS) @ tile^T: column j of the result is row j of the tile (no transpose stored).
+__device__ __forceinline__ void rows_times_tile_rows(Accumulators& acc, const RowOperand& rows, const Tile& tile,
+                                                     int lane) {
+#pragma unroll
+    for (int j = 0; j < BLOCKS; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < STEPS; kk++) {
+#pragma unroll
+        for (int j = 0; j < BLOCKS; j += 2) {  // one ldmatrix.x4: two 8-row blocks of the tile
+            unsigned r[4];
+            ldmatrix_x4(r, &tile[0][0] + swizzled<HS>(8 * j + n_row(lane), 16 * kk + k_col(lane)));
+            const unsigned first[2] = {r[0], r[1]}, second[2] = {r[2], r[3]};
+            mma_bf16_16x8x16(acc[j], rows[kk], first);
+            mma_bf16_16x8x16(acc[j + 1], rows[kk], second);
+        }
+    }
+}
+
+// Two floats as a register of two bf16, the first in the lower half (an operand's element order).
+__device__ __forceinline__ unsigned pack_bf16(float first, float second) {
+    union {
+        floatX halves[2];
+        unsigned word;
+    } pair;
+    pair.halves[0] = from_float<floatX>(first), pair.halves[1] = from_float<floatX>(second);
+    return pair.word;
+}
+
+// acc += P (16 x 64, a warp's accumulators, rounded to bf16) @ tile (64 x HS): P's column blocks
+// 2kk and 2kk + 1 are, element for element, the A operand of step kk; the tile's rows are that
+// product's k, so ldmatrix .trans hands them out as B operands.
+__device__ __forceinline__ void accumulate_times_tile(Accumulators& acc, const Accumulators& P, const Tile& tile,
+                                                      int lane) {
+#pragma unroll
+    for (int kk = 0; kk < STEPS; kk++) {
+        const unsigned a[4] = {pack_bf16(P[2 * kk][0], P[2 * kk][1]), pack_bf16(P[2 * kk][2], P[2 * kk][3]),
+                               pack_bf16(P[2 * kk + 1][0], P[2 * kk + 1][1]),
+                               pack_bf16(P[2 * kk + 1][2], P[2 * kk + 1][3])};
+#pragma unroll
+        for (int j = 0; j < BLOCKS; j += 2) {  // one ldmatrix.x4.trans: two 8-column blocks of the tile
+            unsigned r[4];
+            ldmatrix_x4_trans(r, &tile[0][0] + swizzled<HS>(16 * kk + quarter_row(lane), 8 * j + quarter_col(lane)));
+            const unsigned first[2] = {r[0], r[1]}, second[2] = {r[2], r[3]};
+            mma_bf16_16x8x16(acc[j], a, first);
+            mma_bf16_16x8x16(acc[j + 1], a, second);
+        }
+    }
+}
+
+// The maximum and the sum over the 4 lanes that share a row (lanes 4g .. 4g + 3).
+__device__ __forceinline__ float group_max(float v) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float group_sum(float v) {
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+// Row g + 8 half of this lane's accumulators (half 0: row g), times `factor`, to a row of HS
+// values in global memory: a 4-byte store per 8-wide block.
+__device__ __forceinline__ void store_row(floatX* row, const Accumulators& acc, int half, float factor, int lane) {
+#pragma unroll
+    for (int j = 0; j < BLOCKS; j++) {
+        *reinterpret_cast<unsigned*>(row + 8 * j + 2 * (lane % 4)) =
+            pack_bf16(acc[j][2 * half] * factor, acc[j][2 * half + 1] * factor);
+    }
+}
+
+}  // namespace mma_tiles
