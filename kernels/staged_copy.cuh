@@ -6,19 +6,21 @@
 #include "common.cuh"
 
 // Where element (row, col) of a slice with COLS columns and no padding lives when it is swizzled
-// (SWIZZLED below; matmul forward 6): each 16-byte pack of row r is stored at pack position
-// pack ^ key(r), key(r) = (r / ROWS_PER_LINE) % PACKS, where ROWS_PER_LINE rows fill the 128 bytes
-// the 32 banks serve at once. Eight consecutive rows then hold the same logical pack in eight
-// different 16-byte bank groups, so ldmatrix reads them without conflicts; and the packs of one
-// 128-byte line are only permuted, so the copies' 16-byte stores stay conflict-free too. Padding
-// (variant 5's 80-byte rows) keeps the reads conflict-free at the price of 2-way conflicts on
-// the stores and unused bytes.
+// (SWIZZLED below; the mma.sync variants): 16-byte pack p of row r is stored at pack p ^ key(r). The
+// 32 banks serve 128 bytes (8 packs) at once; key(r) makes the same logical pack of 8 consecutive
+// rows land in 8 different 16-byte groups of banks, so ldmatrix (8 rows a phase) reads without
+// conflicts, while the packs of any 8-pack group of a row are only permuted among themselves, so a
+// phase of the copies' 16-byte stores stays conflict-free too:
+//   rows of 128 bytes or more (8k packs): key(r) = r % 8, the low 3 bits of the pack index;
+//   rows of 64 bytes (4 packs, two rows per 128 bytes): key(r) = (r / 2) % 4.
+// Padding (variant 5's 80-byte rows) keeps the reads conflict-free at the price of 2-way conflicts
+// on the stores and unused bytes.
 template <int COLS>
 __device__ __forceinline__ int swizzled(int row, int col) {
     constexpr int PACKS = COLS / x128::size;
-    constexpr int ROWS_PER_LINE = 8 / PACKS;
-    static_assert(PACKS == 4 || PACKS == 8, "a swizzled row is 64 or 128 bytes");
-    const int pack = (col / x128::size) ^ ((row / ROWS_PER_LINE) % PACKS);
+    static_assert(PACKS == 4 || PACKS % 8 == 0, "a swizzled row is 64 bytes or a multiple of 128");
+    const int key = PACKS == 4 ? (row / 2) % 4 : row % 8;
+    const int pack = (col / x128::size) ^ key;
     return row * COLS + pack * x128::size + col % x128::size;
 }
 

@@ -137,6 +137,21 @@ def transform_source(text: str) -> str:
         for d in DECLARATOR.finditer(m.group(2))), text)
 
 
+def transformed_headers(source: Path, mirror: Path) -> list[str]:
+    """The -I options that stand for the source's folder and kernels/ (in that order, as NVRTC's): a
+    copy of kernels/ under `mirror` holding every header the source includes, each put through
+    transform_source, so the __shared__ arrays a header declares (a product's slices, say) are the
+    block's shared memory too: poisoned per block, and seen as shared by ldmatrix and the profile.
+    #line keeps each copy's accesses named after the original file."""
+    for header in local_includes(source):
+        if header.is_relative_to(KERNELS_DIR):
+            copy = mirror / header.relative_to(KERNELS_DIR)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_text(f'#line 1 "{header}"\n' + transform_source(header.read_text()))
+    folder = mirror / source.parent.relative_to(KERNELS_DIR) if source.is_relative_to(KERNELS_DIR) else source.parent
+    return [f"-I{folder}", f"-I{mirror}"]
+
+
 def wrapper(name: str, params: list[Param]) -> str:
     aliases = "".join(f"    using A{i} = {p.type.replace('__restrict', '')};\n" for i, p in enumerate(params))
     call_args = ", ".join(f"*reinterpret_cast<A{i}*>(args[{i}])" for i in range(len(params)))
@@ -210,7 +225,6 @@ def build(source: Path, dtype: str, profiled: bool = False) -> tuple[Path, dict[
     `profiled`: the build that records every memory access (harness/access_profile.py)."""
     source = Path(source).resolve()
     defines = ["-DWB_BF16"] if dtype == "bf16" else []
-    includes = [f"-I{INCLUDE_DIR}", f"-I{source.parent}", f"-I{KERNELS_DIR}"]
     digest = hashlib.sha256()
     for path in [source, *local_includes(source), *sorted(INCLUDE_DIR.rglob("*.h")), Path(__file__)]:
         digest.update(path.read_bytes())
@@ -219,6 +233,7 @@ def build(source: Path, dtype: str, profiled: bool = False) -> tuple[Path, dict[
     library = folder / f"{source.stem}-{dtype}{'-profiled' if profiled else ''}-{digest.hexdigest()[:20]}.so"
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as work:
+        includes = [f"-I{INCLUDE_DIR}", *transformed_headers(source, Path(work) / "kernels")]
         transformed = Path(work) / source.name.replace(".cu", ".cpp")
         transformed.write_text('#include "emu_runtime.h"\n#line 1 "' + str(source) + '"\n' + transform_source(source.read_text()))
         expanded = _run([_compiler(), "-std=c++20", "-E", "-P", *defines, *includes, str(transformed)],

@@ -279,6 +279,24 @@ extern "C" __global__ void reads_unwritten_static_shared(float* out) {
         assert out[64 * block] == 1.0 and torch.isnan(out[64 * block + 1:64 * block + 64]).all()
 
 
+def test_shared_arrays_declared_in_an_included_header_are_registered_too(tmp_path):
+    """A header under kernels/ (a tiled product's slices) is put through the same transformation as
+    the variant, in a mirror of kernels/ that the emulator's -I options name first; #line keeps its
+    accesses named after the original file."""
+    from harness.compile import KERNELS_DIR
+    from harness.emulator import transformed_headers
+
+    source = tmp_path / "1_toy.cu"
+    source.write_text(HEADER + '#include "matmul/mma_product.cuh"\n')
+    options = transformed_headers(source, tmp_path / "mirror")
+    assert options == [f"-I{tmp_path}", f"-I{tmp_path / 'mirror'}"]
+    copy = (tmp_path / "mirror" / "matmul" / "mma_product.cuh").read_text()
+    assert copy.startswith(f'#line 1 "{KERNELS_DIR / "matmul" / "mma_product.cuh"}"')
+    assert "emu::register_shared(&a_slice, sizeof(a_slice));" in copy
+    assert "emu::register_shared(&b_slice, sizeof(b_slice));" in copy
+    assert (tmp_path / "mirror" / "staged_copy.cuh").exists()  # included by the header, in turn
+
+
 def test_launch_lines_are_checked_against_the_signature(tmp_path):
     k = kernels(tmp_path, ROW_SUM)
     inp = torch.randn(3, 32)

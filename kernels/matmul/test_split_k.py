@@ -9,6 +9,8 @@ from kernels.matmul.backward import SPLIT_CONFIGS, effective_splits
 from kernels.matmul.shapes import BENCH_SHAPE
 
 SPLIT_K = next(v for v in all_variants() if v.op.id == "matmul.backward" and v.number == 4)
+# Every variant that splits (4 on WMMA, 5 on mma.sync) shares the cap and the scratch.
+SPLIT_VARIANTS = [v for v in all_variants() if v.op.id == "matmul.backward" and v.number in (4, 5)]
 GPT2_CLASSIFIER = SPLIT_K.op.make_dims((32, 1024, 768, 50304))  # B = 32, T = 1024, the padded vocabulary
 
 
@@ -28,13 +30,14 @@ def test_the_classifier_backward_is_not_split_and_its_scratch_stays_unsplit():
 
 @pytest.mark.emulated
 @pytest.mark.parametrize("cap,expected", [(12, 2), (1, 1)])
-def test_a_capped_split_is_still_correct(monkeypatch, cap, expected):
+@pytest.mark.parametrize("variant", SPLIT_VARIANTS, ids=lambda v: v.id)
+def test_a_capped_split_is_still_correct(monkeypatch, variant, cap, expected):
     """At (2, 70, 136, 264) the unsplit grid has 2 x 3 blocks. A cap of 12 blocks leaves 2 splits
     of every config, a cap of 1 none: the results still match the reference, and the guard zones
     around the scratch show the launch wrote no more partials than were allocated."""
     monkeypatch.setattr(backward, "SPLIT_GRID_CAP", cap)
-    case = Case(SPLIT_K.op, "bf16", (2, 70, 136, 264), seed=4, device="cpu")
+    case = Case(variant.op, "bf16", (2, 70, 136, 264), seed=4, device="cpu")
     for config in [{"splits": 16}, {"splits": 4}]:
         assert effective_splits(case.dims, config["splits"]) == expected
-        result, _ = check_variant(SPLIT_K, case, config)
+        result, _ = check_variant(variant, case, config)
         assert result.passed, result.describe()

@@ -20,6 +20,7 @@
 #endif
 
 #include "common.cuh"
+#include "matmul/split_k_sum.cuh"          // the partials added up
 #include "matmul/tensor_core_product.cuh"  // the tiled WMMA product for both operand layouts
 
 using tensor_core_backward::tensor_core_product;
@@ -45,20 +46,8 @@ extern "C" __global__ void __launch_bounds__(THREADS) matmul_backward_dweight_pa
                                           dout, N, inp, N, K, begin, end);
 }
 
-// dweight (N, K) and dbias (N,): the partials added in order of z. One thread per element of
-// dweight, then N more for dbias: grid ceil((N * K + N) / blockDim.x).
+// dweight (N, K) and dbias (N,): the partials added in order of z (split_k_sum.cuh).
 extern "C" __global__ void matmul_backward_sum_partials(floatX* dweight, floatX* dbias, const float* dweight_partials,
                                                         const float* dbias_partials, int N, int K, int splits) {
-    const size_t index = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    const size_t weights = (size_t)N * K;
-    if (index < weights) {
-        float sum = 0.0f;
-        for (int z = 0; z < splits; z++) sum += dweight_partials[(size_t)z * weights + index];
-        dweight[index] = from_float<floatX>(sum);
-    } else if (index < weights + N) {
-        const size_t n = index - weights;
-        float sum = 0.0f;
-        for (int z = 0; z < splits; z++) sum += dbias_partials[(size_t)z * N + n];
-        dbias[n] = from_float<floatX>(sum);
-    }
+    sum_partials(dweight, dbias, dweight_partials, dbias_partials, N, K, splits);
 }
