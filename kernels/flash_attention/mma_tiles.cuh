@@ -112,6 +112,7 @@ __device__ __forceinline__ float group_sum(float v) {
 // Row g + 8 half of this lane's accumulators (half 0: row g), times `factor`, to a row of HS
 // values in global memory: a 4-byte store per 8-wide block.
 __device__ __forceinline__ void store_row(floatX* row, const Accumulators& acc, int half, float factor, int lane) {
+    WB_CHECK_ALIGNED(row, 4, "store_row");  // row starts at an even element: pairs are 4-byte aligned
 #pragma unroll
     for (int j = 0; j < BLOCKS; j++) {
         *reinterpret_cast<unsigned*>(row + 8 * j + 2 * (lane % 4)) =

@@ -32,6 +32,7 @@ __device__ __forceinline__ void store_pair(floatX* p, float first, float second,
             unsigned word;
         } pair;
         pair.halves[0] = from_float<floatX>(first), pair.halves[1] = from_float<floatX>(second);
+        WB_CHECK_ALIGNED(p, 4, "store_pair");
         *reinterpret_cast<unsigned*>(p) = pair.word;
         return;
     }
@@ -42,6 +43,7 @@ __device__ __forceinline__ void store_pair(float* p, float first, float second, 
     if (paired) {
         float2 pair;
         pair.x = first, pair.y = second;
+        WB_CHECK_ALIGNED(p, 8, "store_pair");
         *reinterpret_cast<float2*>(p) = pair;
         return;
     }

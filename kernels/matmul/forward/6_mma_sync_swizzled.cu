@@ -125,6 +125,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) matmul_forward_mma_sync(
                 if (pairs_aligned && col + 1 < N) {
                     Pair pair;
                     pair.halves[0] = from_float<floatX>(first), pair.halves[1] = from_float<floatX>(second);
+                    WB_CHECK_ALIGNED(target, 4, "pair store");
                     *reinterpret_cast<unsigned*>(target) = pair.word;
                 } else {
                     if (col < N) target[0] = from_float<floatX>(first);
