@@ -8,7 +8,7 @@ is left of the budget (less a reserve for the summary and the packing), and a st
 stopped, its process group killed, so the suite always ends with the summary and, with --pack, one
 gpu-results.tgz (results/, best.yaml and the logs) to bring back. The order puts first what the
 rest needs: the cubins, then every layer's checked and timed variants (the trainer's kernel choice
-reads them), the training run, the full correctness tests, compute-sanitizer, the notebooks, one Nsight Compute profile. Every stage's output goes
+reads them), the training run, the full correctness tests, compute-sanitizer, the notebooks, three Nsight Compute profiles. Every stage's output goes
 to LOGS/<stage>.log; LOGS/stages.json records how each stage ended.
 """
 from __future__ import annotations
