@@ -147,25 +147,26 @@ def split_scratch(d, dtype, config):
             "dbias_partials": TensorSpec(lambda d: (splits, d.OC), "fp32")}
 
 
-@BACKWARD.variant(4, configs=SPLIT_CONFIGS, dtypes=("bf16",), refuse=refuse_unaligned_rows, scratch=split_scratch)
-def split_k(k, a, s, splits):
+def launch_split_k(dinp, dweight_partials, sum_partials, a, s, splits):
+    """The three launches of a split-K variant (4 and 5 differ only in their kernels): dinp, the
+    partials of dweight and dbias, and their sum."""
     M, N, K = s.B * s.T, s.OC, s.C
     splits = effective_splits(s, splits)
     chunk = ceil_div(ceil_div(M, splits), 32) * 32  # whole 32-row slices per split
-    k.matmul_backward_dinp_split((ceil_div(K, 128), ceil_div(M, 128)), (256,), (a.dinp, a.dout, a.weight, M, N, K))
-    k.matmul_backward_dweight_partials((ceil_div(K, 128), ceil_div(N, 128), splits), (256,),
-                                       (a.dweight_partials, a.dbias_partials, a.dout, a.inp, M, N, K, chunk))
-    k.matmul_backward_sum_partials((ceil_div(N * K + N, SUM_BLOCK),), (SUM_BLOCK,),
-                                   (a.dweight, a.dbias, a.dweight_partials, a.dbias_partials, N, K, splits))
+    dinp((ceil_div(K, 128), ceil_div(M, 128)), (256,), (a.dinp, a.dout, a.weight, M, N, K))
+    dweight_partials((ceil_div(K, 128), ceil_div(N, 128), splits), (256,),
+                     (a.dweight_partials, a.dbias_partials, a.dout, a.inp, M, N, K, chunk))
+    sum_partials((ceil_div(N * K + N, SUM_BLOCK),), (SUM_BLOCK,),
+                 (a.dweight, a.dbias, a.dweight_partials, a.dbias_partials, N, K, splits))
+
+
+@BACKWARD.variant(4, configs=SPLIT_CONFIGS, dtypes=("bf16",), refuse=refuse_unaligned_rows, scratch=split_scratch)
+def split_k(k, a, s, splits):
+    launch_split_k(k.matmul_backward_dinp_split, k.matmul_backward_dweight_partials, k.matmul_backward_sum_partials,
+                   a, s, splits)
 
 
 @BACKWARD.variant(5, configs=SPLIT_CONFIGS, dtypes=("bf16",), refuse=refuse_unaligned_rows, scratch=split_scratch)
 def mma_sync_split_k(k, a, s, splits):
-    M, N, K = s.B * s.T, s.OC, s.C
-    splits = effective_splits(s, splits)
-    chunk = ceil_div(ceil_div(M, splits), 32) * 32  # whole 32-row slices per split
-    k.matmul_backward_dinp_mma_sync((ceil_div(K, 128), ceil_div(M, 128)), (256,), (a.dinp, a.dout, a.weight, M, N, K))
-    k.matmul_backward_dweight_partials_mma_sync((ceil_div(K, 128), ceil_div(N, 128), splits), (256,),
-                                                (a.dweight_partials, a.dbias_partials, a.dout, a.inp, M, N, K, chunk))
-    k.matmul_backward_sum_partials_mma_sync((ceil_div(N * K + N, SUM_BLOCK),), (SUM_BLOCK,),
-                                            (a.dweight, a.dbias, a.dweight_partials, a.dbias_partials, N, K, splits))
+    launch_split_k(k.matmul_backward_dinp_mma_sync, k.matmul_backward_dweight_partials_mma_sync,
+                   k.matmul_backward_sum_partials_mma_sync, a, s, splits)
