@@ -251,6 +251,40 @@ extern "C" __global__ void staged(float* out, const float* inp, int wait) {
     assert torch.isnan(out[64:]).all(), "the newest batch was not waited for"
 
 
+def test_a_copy_into_a_buffer_another_warp_still_reads_is_caught(tmp_path):
+    """Double buffering's hazard: warp 0 refills the tile warp 1 reads, with a copy that stays in
+    flight past the barrier (wait_prior(1)), and no barrier between warp 1's read and the refill. A
+    GPU may land the copy at once. Blocks 2 and 3 of every 4 land copies at issue; block 3 runs its
+    warps in reverse, so warp 0 is the last to reach the first barrier and the first to go on past
+    it, and refills the tile before warp 1 reads it. With the barrier, every block is right."""
+    source = r'''
+#include <cuda_pipeline.h>
+extern "C" __global__ void refill(float* out, const float* first, const float* second, int barrier) {
+    __shared__ __align__(16) float tile[64];
+    const int t = threadIdx.x;  // 64 threads: warp 0 copies, warp 1 reads what warp 0 copied
+    if (t < 16) __pipeline_memcpy_async(&tile[4 * t], &first[4 * t], 16);
+    __pipeline_commit();
+    __pipeline_wait_prior(0);
+    __syncthreads();
+    const float seen = t >= 32 ? tile[t - 32] : 0.0f;
+    if (barrier) __syncthreads();  // the barrier that ends the tile's use before it is refilled
+    if (t < 16) __pipeline_memcpy_async(&tile[4 * t], &second[4 * t], 16);
+    __pipeline_commit();
+    __pipeline_wait_prior(1);
+    __syncthreads();
+    __pipeline_wait_prior(0);
+    out[blockIdx.x * 64 + t] = seen;
+}'''
+    k = kernels(tmp_path, source)
+    first, second = torch.randn(64), torch.randn(64)
+    for barrier, wrong_blocks in ((1, []), (0, [3])):
+        out = torch.zeros(4 * 64)
+        k.refill((4,), (64,), (out, first, second, barrier))
+        for block in range(4):
+            seen = out[64 * block + 32:64 * block + 64]
+            assert torch.equal(seen, second[:32] if block in wrong_blocks else first[:32]), (barrier, block)
+
+
 def test_shared_memory_is_poisoned_not_zeroed(tmp_path):
     k = kernels(tmp_path, r'''
 extern "C" __global__ void reads_unwritten_shared(float* out) {

@@ -12,6 +12,8 @@ Variant 2 is one kernel on the tensor cores, a block per 64 query rows of one (b
     flash_attention_forward_tiles(out, lse, qkv, B, T, NH, scale)        grid (ceil(T / 64), B NH)
 Variant 3 is the same geometry on mma.sync, its scores and output in registers:
     flash_attention_forward_mma_sync(out, lse, qkv, B, T, NH, scale)     grid (ceil(T / 64), B NH)
+Variant 4 is variant 3 with k and v double-buffered:
+    flash_attention_forward_pipelined(out, lse, qkv, B, T, NH, scale)    grid (ceil(T / 64), B NH)
 
 Rated like attention forward: TFLOP/s against the cuBLAS GEMM ceiling, counting the multiply-adds
 of the two matmuls (q k^T and P v) over the causal half of the scores only. The bytes column counts
@@ -130,3 +132,10 @@ def tensor_cores(k, a, s):
 def mma_sync_registers(k, a, s):
     k.flash_attention_forward_mma_sync((ceil_div(s.T, 64), s.B * s.NH), (128,),
                                        (a.out, a.lse, a.qkv, s.B, s.T, s.NH, scale(s)))
+
+
+# Variant 3's geometry; q and two buffers each of k and v (40 KB) are static shared memory.
+@FORWARD.variant(4, dtypes=("bf16",), refuse=refuse_other_head_sizes)
+def pipelined_key_tiles(k, a, s):
+    k.flash_attention_forward_pipelined((ceil_div(s.T, 64), s.B * s.NH), (128,),
+                                        (a.out, a.lse, a.qkv, s.B, s.T, s.NH, scale(s)))

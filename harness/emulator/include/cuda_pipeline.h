@@ -1,6 +1,8 @@
 // Emulator stand-in for <cuda_pipeline.h>: asynchronous global-to-shared copies (cp.async).
-// Copies are queued per thread and carried out only when __pipeline_wait_prior covers their batch
-// (see emu::Pipeline), so a missing wait or a wait for the wrong batch leaves poison in shared memory.
+// In most blocks copies are queued per thread and carried out only when __pipeline_wait_prior covers
+// their batch (see emu::Pipeline), so a missing wait or a wait for the wrong batch leaves poison in
+// shared memory. In the others (Launch::copies_land_at_issue) they land at once, so a copy into a
+// buffer other warps still read, for want of a barrier, changes what they read.
 #pragma once
 #include "emu_runtime.h"
 
@@ -17,6 +19,11 @@ EMU_UNPROFILED inline void __pipeline_memcpy_async(void* dst_shared, const void*
     if (zfill < size_and_align) emu::profile::record(src_global, size_and_align - zfill, false, pc);
     emu::profile::record(dst_shared, size_and_align, true, pc);
 #endif
+    if (emu::current->copies_land_at_issue) {
+        std::memcpy(dst_shared, src_global, size_and_align - zfill);
+        std::memset(static_cast<unsigned char*>(dst_shared) + size_and_align - zfill, 0, zfill);
+        return;
+    }
     emu::Pipeline& pipe = emu::current->pipelines[emu::linear_tid];
     pipe.open.push_back({dst_shared, src_global, size_and_align - zfill});
     if (zfill) pipe.open.push_back({static_cast<unsigned char*>(dst_shared) + size_and_align - zfill, nullptr, zfill});

@@ -107,8 +107,11 @@ struct Fiber {
 };
 
 // Asynchronous copies (cuda_pipeline.h) of one thread: the batch being issued and the committed
-// batches not waited for yet. A copy happens only when a wait covers its batch, so shared memory a
-// thread reads without waiting still holds the poison, as it might on a GPU.
+// batches not waited for yet. On a GPU a copy lands at some moment between its issue and the wait
+// that covers it; the emulator takes the two extremes, block by block (Launch::copies_land_at_issue).
+// Landing at the wait: shared memory a thread reads without waiting still holds the poison. Landing
+// at issue: a copy into a buffer other warps have not finished reading (a double buffer refilled
+// without the barrier that ends its last use) overwrites what they read.
 struct PendingCopy {
     void* dst;
     const void* src;
@@ -134,6 +137,7 @@ struct Launch {
     int returned = 0;
     alignas(16) unsigned char slots[32][32][16];  // shuffle exchange: [warp][lane]
     std::vector<Pipeline> pipelines;  // per thread of the running block
+    bool copies_land_at_issue = false;  // this block's cp.async copies: at issue, or at the wait
     std::string error;
     const std::function<void()>* body = nullptr;
 
@@ -477,8 +481,11 @@ inline void run_blocks(Launch& L) {
         // first warp reads shared memory the later warps have not written yet, and sees poison or
         // stale values. Odd blocks run the warps, and the lanes within each, in the opposite order:
         // also legal, and it catches the mirror-image race, where threads read what a lower thread
-        // or warp writes (thread 0 sharing a row's mean, say) with no barrier between.
+        // or warp writes (thread 0 sharing a row's mean, say) with no barrier between. Blocks 2 and
+        // 3 of every 4 land their asynchronous copies when issued, the others at the wait (see
+        // Pipeline): each order meets each timing once a grid has four blocks.
         const bool reversed = b % 2 == 1;
+        L.copies_land_at_issue = b / 2 % 2 == 1;
         bool progressed = true;
         while (progressed) {
             progressed = false;
