@@ -29,11 +29,12 @@ gpu: gpu-tests gpu-sanitize gpu-bench gpu-notebooks gpu-train gpu-ncu gpu-summar
 
 # On a lent GPU machine whose commands may run a few minutes: every stage that fits in BUDGET seconds,
 # each stopped when it overruns its share, then the summary and (with PACK=dir) dir/gpu-results.tgz.
-# STAGES="tests notebooks" picks and orders stages (harness/gpu_suite.py).
+# STAGES="tests notebooks" picks and orders stages (harness/gpu_suite.py); BENCH_LAYERS="layernorm gelu"
+# the layers the bench stage measures (what an earlier, stopped bench stage did not reach).
 BUDGET ?= 540
 gpu-lent:
 	$(PYTHON) -m harness.gpu_suite --budget $(BUDGET) --logs $(LOGS) --data $(DATA) \
-	  $(if $(PACK),--pack $(PACK)) $(if $(STAGES),--stages $(STAGES))
+	  $(if $(PACK),--pack $(PACK)) $(if $(STAGES),--stages $(STAGES)) $(if $(BENCH_LAYERS),--layers $(BENCH_LAYERS))
 
 # Every variant compiled first, one process per core: the tests then find them in the cubin cache.
 gpu-compile:

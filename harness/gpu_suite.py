@@ -83,16 +83,19 @@ def sanitized(tool: str) -> list[str]:
             *(["--shared-memory-only"] if tool == "racecheck" else [])]
 
 
-def stages(logs: Path, data: Path) -> dict[str, Stage]:
+def stages(logs: Path, data: Path, bench_layers: list[str] | None = None) -> dict[str, Stage]:
+    """The suite's stages by name. bench_layers: the layers the bench stage measures, in that order
+    (default: every layer, in the order below)."""
     from harness.registry import layers
 
     # The layers that dominate a training step first: if the budget runs out, the trainer's kernel
     # choice falls back to an unmeasured layer's simplest variant, and for matmul that is a crawl.
     # Layernorm last: its torch.compile baselines take a minute to compile. bench.py saves after
-    # every op and dtype, so a stage stopped at its cap keeps what it measured.
+    # every op and dtype, so a stage stopped at its cap keeps what it measured, and a later call with
+    # --layers measures what it did not reach.
     first, last = ["matmul", "attention", "flash_attention", "classifier"], ["layernorm"]
-    names = sorted(layers(), key=lambda name: first.index(name) if name in first else
-                   len(first) + 1 if name in last else len(first))
+    names = bench_layers or sorted(layers(), key=lambda name: first.index(name) if name in first else
+                                   len(first) + 1 if name in last else len(first))
     train = [PY, "trainer/train.py", "--model", "d12", "--kernels", "best.yaml", "--dtype", "bf16",
              "--batch-size", "32", "--seq-len", "1024", "--max-steps", "40", "--val-every", "20",
              "--sample-every", "40", "--profile", "--vocab", str(data / "gpt2.tiktoken"),
@@ -225,9 +228,19 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
                         help="folder with tinyshakespeare.txt and gpt2.tiktoken, for the training stage")
     parser.add_argument("--pack", type=Path, metavar="FOLDER", help="write FOLDER/gpu-results.tgz at the end")
+    parser.add_argument("--layers", nargs="+", metavar="LAYER",
+                        help="the layers the bench stage measures, in this order (default: every layer), e.g. the "
+                             "ones an earlier call's stopped bench stage did not reach")
     args = parser.parse_args(argv)
+    if args.layers:
+        from harness.registry import layers
+
+        unknown = [name for name in args.layers if name not in layers()]
+        if unknown:
+            print(f"error: unknown layers {unknown}; valid: {', '.join(layers())}", file=sys.stderr)
+            return 2
     args.logs.mkdir(parents=True, exist_ok=True)
-    available = stages(args.logs.resolve(), args.data.resolve())
+    available = stages(args.logs.resolve(), args.data.resolve(), args.layers)
     names = args.stages or list(available)
     unknown = [name for name in names if name not in available]
     if unknown:

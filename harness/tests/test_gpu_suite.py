@@ -143,3 +143,13 @@ def test_every_stage_command_is_a_valid_command_line(tmp_path):
             parsers[program].parse_args(argv[argv.index(program) + 1:])  # argparse exits 2 on a bad flag
             checked.add(program)
     assert checked == set(parsers)
+
+
+def test_the_bench_stage_measures_the_layers_asked_for_in_that_order(tmp_path):
+    from harness.gpu_suite import main, stages
+
+    bench = stages(tmp_path, tmp_path / "data", ["layernorm", "gelu"])["bench"]
+    assert [name for name, _ in bench.commands] == ["bench-layernorm", "bench-gelu"]
+    default = [name for name, _ in stages(tmp_path, tmp_path / "data")["bench"].commands]
+    assert default[0] == "bench-matmul" and default[-1] == "bench-layernorm"
+    assert main(["--layers", "layernorm", "nolayer", "--logs", str(tmp_path / "logs")]) == 2
