@@ -10,6 +10,11 @@ from pathlib import Path
 from harness.runner import Run
 
 
+# The failing tests the summary names (pytest's short summary lines), so a run whose output is read
+# from its tail says which ones failed, not only how many.
+MAX_FAILURES_SHOWN = 12
+
+
 def best_variant(run: Run):
     timed = [row for row in run.rows if row.kind == "variant" and row.median_us is not None]
     return min(timed, key=lambda row: row.median_us) if timed else None
@@ -35,8 +40,12 @@ def main(out_dir: str) -> int:
     lines = ["", "==== GPU suite summary ===="]
     log = out / "pytest.log"
     if log.exists():
-        tail = [line for line in log.read_text().splitlines() if line.strip()]
-        lines.append("pytest: " + (tail[-1] if tail else "(empty log)"))
+        text = [line for line in log.read_text().splitlines() if line.strip()]
+        lines.append("pytest: " + (text[-1] if text else "(empty log)"))
+        failed = [line for line in text if line.startswith(("FAILED ", "ERROR "))]
+        lines += [f"  {line[:200]}" for line in failed[:MAX_FAILURES_SHOWN]]
+        if len(failed) > MAX_FAILURES_SHOWN:
+            lines.append(f"  ... and {len(failed) - MAX_FAILURES_SHOWN} more in {log}")
     for path in sorted(out.glob("bench-*.json")):
         for item in json.loads(path.read_text())["runs"]:
             lines.append(describe(Run.from_dict(item)))

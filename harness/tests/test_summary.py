@@ -37,3 +37,16 @@ def test_summary_gives_the_sanitizer_verdicts(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "sanitize-memcheck: every check passed; ERROR SUMMARY: 0 errors" in printed
     assert "sanitize-racecheck: [gpu_suite] stopped after 120 s" in printed
+
+
+def test_summary_names_the_failing_tests(tmp_path, capsys):
+    from harness.summary import MAX_FAILURES_SHOWN
+
+    failures = [f"FAILED kernels/test_warp_mma.py::test_case[gpu-{i}] - AssertionError: x" for i in range(15)]
+    (tmp_path / "pytest.log").write_text("...F\n" + "\n".join(failures) + "\n15 failed, 3 passed in 9.1s\n")
+    main(str(tmp_path))
+    out = capsys.readouterr().out
+    assert "pytest: 15 failed, 3 passed in 9.1s" in out
+    shown = [line for line in out.splitlines() if line.startswith("  FAILED ")]
+    assert shown == [f"  {line}" for line in failures[:MAX_FAILURES_SHOWN]]
+    assert f"... and {15 - MAX_FAILURES_SHOWN} more" in out
