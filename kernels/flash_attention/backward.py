@@ -17,6 +17,9 @@ Variant 2 is two kernels on the tensor cores, a block per 64 rows of one (b, h),
 Variant 3 is variant 2's two kernels on mma.sync, everything between the products in registers:
     flash_attention_backward_dq_mma_sync(dqkv, row_dots, dout, qkv, out, lse, B, T, NH, scale)   also writes D
     flash_attention_backward_dkdv_mma_sync(dqkv, row_dots, dout, qkv, lse, B, T, NH, scale)
+Variant 4 is variant 3 with every staged tile double-buffered:
+    flash_attention_backward_dq_pipelined(dqkv, row_dots, dout, qkv, out, lse, B, T, NH, scale)   also writes D
+    flash_attention_backward_dkdv_pipelined(dqkv, row_dots, dout, qkv, lse, B, T, NH, scale)
 
 Rated like attention backward: TFLOP/s against the GEMM ceiling, counting five matmuls over the
 causal half of the scores (5 x 2 B NH HS T (T + 1) / 2 flops): q k^T recomputed once, dP = dout v^T,
@@ -149,3 +152,13 @@ def mma_sync_registers(k, a, s):
                                                           s.NH, scale(s)))
     k.flash_attention_backward_dkdv_mma_sync(grid, (128,), (a.dqkv, a.row_dots, a.dout, a.qkv, a.lse, s.B, s.T, s.NH,
                                                             scale(s)))
+
+
+# Variant 3's grids and blocks; the double buffers are static shared memory (32 KB and 33 KB).
+@BACKWARD.variant(4, dtypes=("bf16",), refuse=refuse_other_head_sizes, scratch=row_dots_scratch)
+def pipelined_tiles(k, a, s):
+    grid = (ceil_div(s.T, 64), s.B * s.NH)
+    k.flash_attention_backward_dq_pipelined(grid, (128,), (a.dqkv, a.row_dots, a.dout, a.qkv, a.out, a.lse, s.B, s.T,
+                                                           s.NH, scale(s)))
+    k.flash_attention_backward_dkdv_pipelined(grid, (128,), (a.dqkv, a.row_dots, a.dout, a.qkv, a.lse, s.B, s.T,
+                                                             s.NH, scale(s)))
