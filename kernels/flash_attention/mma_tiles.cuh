@@ -109,6 +109,112 @@ __device__ __forceinline__ float group_sum(float v) {
     return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
+// One key tile of the online softmax (forward 3 and 4), on the score accumulators s (raw q k^T of
+// this lane's query rows `rows`, keys key0 + 8j + 2t + e): mask the keys past each row's query,
+// scale, take the new running maximum m (the same in a row's 4 lanes), rescale this lane's share of
+// the running sums l and its output accumulators o to it, and leave in s the tile's unnormalised
+// probabilities exp(score - m), ready to be P in o += P v.
+__device__ __forceinline__ void online_softmax_tile(Accumulators& s, float (&m)[2], float (&l)[2], Accumulators& o,
+                                                    int key0, const int (&rows)[2], float scale, int lane) {
+    const int t = lane % 4;
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+        float tile_max = LOWEST;
+#pragma unroll
+        for (int j = 0; j < BLOCKS; j++) {
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                float& x = s[j][2 * half + e];
+                x = key0 + 8 * j + 2 * t + e <= rows[half] ? x * scale : LOWEST;  // the causal mask
+                tile_max = fmaxf(tile_max, x);
+            }
+        }
+        const float m_new = fmaxf(m[half], group_max(tile_max));
+        const float rescale = expf(m[half] - m_new);  // 1 when the maximum stays, 0 on the first tile
+        float tile_sum = 0.0f;
+#pragma unroll
+        for (int j = 0; j < BLOCKS; j++) {
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                float& x = s[j][2 * half + e];
+                x = x == LOWEST ? 0.0f : expf(x - m_new);  // now the probability's numerator
+                tile_sum += x;
+            }
+        }
+        l[half] = l[half] * rescale + tile_sum;
+        m[half] = m_new;
+#pragma unroll
+        for (int j = 0; j < BLOCKS; j++) {  // the output follows the sum to the new maximum
+            o[j][2 * half] *= rescale;
+            o[j][2 * half + 1] *= rescale;
+        }
+    }
+}
+
+// The dq kernel's softmax backward (backward 3 and 4), on the accumulators of S = q k^T and dP =
+// dout v^T for this lane's query rows `rows` (keys key0 + 8j + 2t + e): dS = scale P (dP - D) with
+// P = exp(scale S - lse) for keys <= the query (< T), else 0, left in place of dp.
+__device__ __forceinline__ void softmax_backward_rows(Accumulators& dp, const Accumulators& s, int key0,
+                                                      const int (&rows)[2], const float (&row_lse)[2],
+                                                      const float (&D)[2], int T, float scale, int lane) {
+    const int t = lane % 4;
+#pragma unroll
+    for (int j = 0; j < BLOCKS; j++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int half = e / 2, key = key0 + 8 * j + 2 * t + e % 2;
+            const float p = key <= rows[half] && rows[half] < T ? expf(scale * s[j][e] - row_lse[half]) : 0.0f;
+            dp[j][e] = scale * p * (dp[j][e] - D[half]);
+        }
+    }
+}
+
+// The dk/dv kernel's (backward 3 and 4), on S^T = k q^T and dP^T = v dout^T for this lane's key rows
+// `keys` (queries q0 + c, c = 8j + 2t + e, with their lse and D in shared memory): P^T in place of
+// st, dS^T = scale P^T (dP^T - D) in place of dpt; zero unless key <= query < T.
+__device__ __forceinline__ void softmax_backward_columns(Accumulators& st, Accumulators& dpt, int q0,
+                                                         const int (&keys)[2], const float* lse_tile,
+                                                         const float* D_tile, int T, float scale, int lane) {
+    const int t = lane % 4;
+#pragma unroll
+    for (int j = 0; j < BLOCKS; j++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int c = 8 * j + 2 * t + e % 2, query = q0 + c;
+            const float p = keys[e / 2] <= query && query < T ? expf(scale * st[j][e] - lse_tile[c]) : 0.0f;
+            st[j][e] = p;
+            dpt[j][e] = scale * p * (dpt[j][e] - D_tile[c]);
+        }
+    }
+}
+
+// D_t = dout_t . out_t for a warp's 16 query rows from `first` (backward 3 and 4), straight from
+// memory (lane c: channels c and c + 32), written to row_dots for the dk/dv kernel; this lane keeps
+// its own two rows' D and lse (rows g and g + 8). Rows past T get 0 for both.
+__device__ __forceinline__ void row_dots_and_lse(float (&D)[2], float (&row_lse)[2], float* row_dots,
+                                                 const float* lse, const floatX* dy_base, const floatX* y_base,
+                                                 size_t ld, size_t bh_rows, int first, int T, int lane) {
+    D[0] = D[1] = row_lse[0] = row_lse[1] = 0.0f;
+#pragma unroll
+    for (int r = 0; r < 16; r++) {
+        const int row = first + r;
+        float partial = 0.0f;
+        if (row < T) {
+            const floatX* dy = dy_base + (size_t)row * ld;
+            const floatX* y = y_base + (size_t)row * ld;
+            partial = to_float(dy[lane]) * to_float(y[lane]) + to_float(dy[lane + 32]) * to_float(y[lane + 32]);
+        }
+        const float dot = warp_reduce_sum(partial);
+        if (lane == 0 && row < T) row_dots[bh_rows + row] = dot;
+        if (r % 8 == lane / 4) D[r / 8] = dot;
+    }
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+        const int row = first + lane / 4 + 8 * half;
+        if (row < T) row_lse[half] = lse[bh_rows + row];
+    }
+}
+
 // Row g + 8 half of this lane's accumulators (half 0: row g), times `factor`, to a row of HS
 // values in global memory: a 4-byte store per 8-wide block.
 __device__ __forceinline__ void store_row(floatX* row, const Accumulators& acc, int half, float factor, int lane) {

@@ -27,7 +27,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_backward_d
 
     const int warp = threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
-    const int g = lane / 4, t = lane % 4;
+    const int g = lane / 4;
     const int C = NH * HS;
     const int bh = blockIdx.y;
     const int b = bh / NH, h = bh % NH;
@@ -46,27 +46,9 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_backward_d
     stage(v_tiles[0], q_base + 2 * C, 3 * C, 0, T);
     __pipeline_commit();
 
-    // D_t = dout_t . out_t for the warp's 16 rows, straight from memory (lane c: channels c, c + 32);
-    // every lane gets every row's dot, and keeps its own two rows' (registers) with their lse. Rows
-    // past T get 0 for both; their probabilities are masked to 0 below.
-    float D[2] = {0.0f, 0.0f}, row_lse[2] = {0.0f, 0.0f};
-#pragma unroll
-    for (int r = 0; r < 16; r++) {
-        const int row = first + r;
-        float partial = 0.0f;
-        if (row < T) {
-            const floatX* dy = dy_base + (size_t)row * C;
-            const floatX* y = y_base + (size_t)row * C;
-            partial = to_float(dy[lane]) * to_float(y[lane]) + to_float(dy[lane + 32]) * to_float(y[lane + 32]);
-        }
-        const float dot = warp_reduce_sum(partial);
-        if (lane == 0 && row < T) row_dots[(size_t)bh * T + row] = dot;
-        if (r % 8 == g) D[r / 8] = dot;
-    }
-#pragma unroll
-    for (int half = 0; half < 2; half++) {
-        if (rows[half] < T) row_lse[half] = lse[(size_t)bh * T + rows[half]];
-    }
+    // D_t = dout_t . out_t and lse for this lane's rows (and D for the dk/dv kernel), while the copies fly.
+    float D[2], row_lse[2];
+    row_dots_and_lse(D, row_lse, row_dots, lse, dy_base, y_base, C, (size_t)bh * T, first, T, lane);
 
     __pipeline_wait_prior(2);  // q and dout have landed (key tile 0 may not have)
     __syncthreads();
@@ -91,16 +73,8 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_backward_d
         __syncthreads();
         rows_times_tile_rows(dp, dy, v_tile, lane);  // dP = dout v^T
 
-        // dS = scale P (dP - D), P = exp(scale S - lse) for keys <= the query (< T), else 0: in place of dp.
-#pragma unroll
-        for (int j = 0; j < BLOCKS; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int half = e / 2, key = kt * TILE + 8 * j + 2 * t + e % 2;
-                const float p = key <= rows[half] && rows[half] < T ? expf(scale * s[j][e] - row_lse[half]) : 0.0f;
-                dp[j][e] = scale * p * (dp[j][e] - D[half]);
-            }
-        }
+        // dS = scale P (dP - D), P recomputed from lse: in place of dp.
+        softmax_backward_rows(dp, s, kt * TILE, rows, row_lse, D, T, scale, lane);
         accumulate_times_tile(dq, dp, k_tile, lane);  // dq += dS k
     }
 #pragma unroll
@@ -119,7 +93,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_backward_d
 
     const int warp = threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
-    const int g = lane / 4, t = lane % 4;
+    const int g = lane / 4;
     const int C = NH * HS;
     const int bh = blockIdx.y;
     const int b = bh / NH, h = bh % NH;
@@ -166,17 +140,8 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_backward_d
         rows_times_tile_rows(st, k, q_tile, lane);    // S^T = k q^T: this warp's 16 keys x 64 queries
         rows_times_tile_rows(dpt, v, dy_tile, lane);  // dP^T = v dout^T
 
-        // P^T in place of st, dS^T = scale P^T (dP^T - D) in place of dpt; zero unless key <= query < T.
-#pragma unroll
-        for (int j = 0; j < BLOCKS; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int c = 8 * j + 2 * t + e % 2, query = q0 + c;
-                const float p = keys[e / 2] <= query && query < T ? expf(scale * st[j][e] - lse_tile[c]) : 0.0f;
-                st[j][e] = p;
-                dpt[j][e] = scale * p * (dpt[j][e] - D_tile[c]);
-            }
-        }
+        // P^T in place of st, dS^T = scale P^T (dP^T - D) in place of dpt.
+        softmax_backward_columns(st, dpt, q0, keys, lse_tile, D_tile, T, scale, lane);
         accumulate_times_tile(dv, st, dy_tile, lane);  // dv += P^T dout
         accumulate_times_tile(dk, dpt, q_tile, lane);  // dk += dS^T q
     }

@@ -66,39 +66,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_forward_mm
         rows_times_tile_rows(s, q, k_tile, lane);
 
         // The online softmax, in registers: mask, scale, new maximum, rescale, exponentiate.
-#pragma unroll
-        for (int half = 0; half < 2; half++) {
-            float tile_max = LOWEST;
-#pragma unroll
-            for (int j = 0; j < BLOCKS; j++) {
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    const int key = kt * TILE + 8 * j + 2 * t + e;
-                    float& x = s[j][2 * half + e];
-                    x = key <= rows[half] ? x * scale : LOWEST;  // the causal mask
-                    tile_max = fmaxf(tile_max, x);
-                }
-            }
-            const float m_new = fmaxf(m[half], group_max(tile_max));
-            const float rescale = expf(m[half] - m_new);  // 1 when the maximum stays, 0 on the first tile
-            float tile_sum = 0.0f;
-#pragma unroll
-            for (int j = 0; j < BLOCKS; j++) {
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    float& x = s[j][2 * half + e];
-                    x = x == LOWEST ? 0.0f : expf(x - m_new);  // now the probability's numerator
-                    tile_sum += x;
-                }
-            }
-            l[half] = l[half] * rescale + tile_sum;
-            m[half] = m_new;
-#pragma unroll
-            for (int j = 0; j < BLOCKS; j++) {  // the output follows the sum to the new maximum
-                o[j][2 * half] *= rescale;
-                o[j][2 * half + 1] *= rescale;
-            }
-        }
+        online_softmax_tile(s, m, l, o, kt * TILE, rows, scale, lane);
 
         __pipeline_wait_prior(0);  // v's copies have landed
         __syncthreads();
