@@ -1,7 +1,7 @@
 // The tensor cores without WMMA: ldmatrix and mma.sync m16n8k16 (bf16 operands, fp32 accumulators)
 // as PTX instructions. Their register layouts are specified (WMMA's are not), which is what lets a
 // kernel store its shared tiles in any order it likes (matmul forward 6 swizzles them) and read its
-// results straight from the accumulator registers. The CPU emulator carries out the same two
+// results straight from the accumulator registers. The CPU emulator carries out the same
 // instructions as specified here (harness/emulator/include/emu_warp_mma.h).
 //
 // Layouts, from the PTX ISA ("Matrix fragments for mma.m16n8k16"), with g = lane / 4, t = lane % 4.

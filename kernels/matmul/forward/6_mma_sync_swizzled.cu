@@ -10,8 +10,8 @@
  * of bank conflicts and also removes the 2-way conflicts variant 5's 80-byte rows cause on the
  * copies' stores. And the epilogue adds the bias and writes each lane's accumulators straight to
  * global memory, with no staging tile and no shared round trip.
- * Teaches: what WMMA hides, and the bank arithmetic of an XOR swizzle (the layout CUTLASS and cuBLAS
- * use). Count it: `python bench.py matmul --variant 5 --variant 6 --dtype bf16 --emulate --accesses` shows
+ * Teaches: what WMMA hides, and the bank arithmetic of an XOR swizzle (the kind of shared layout
+ * CUTLASS uses). Count it: `python bench.py matmul --variant 5 --variant 6 --dtype bf16 --emulate --accesses` shows
  * the copies' shared stores at 2x the ideal wavefronts in variant 5 and at the ideal here.
  * The price: the direct stores write 16 bytes per row per instruction, half of each 32-byte sector.
  * bf16 only; needs K % 8 == 0 for the 16-byte copies.
