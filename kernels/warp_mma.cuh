@@ -19,6 +19,52 @@
 // elements of rows 2(l % 4) and 2(l % 4) + 1 at column l / 4. That is b's layout when the rows are
 // B's k (8 consecutive keys of v, say) and the 16 bytes of a row are 8 of B's n (channels).
 #pragma once
+#include "common.cuh"
+
+// The row and column, within a 16 x 16 block of a shared tile, whose address `lane` gives
+// ldmatrix.x4 (lanes 8i .. 8i + 7 address the 8 rows of matrix i):
+//   quarter_*: the quarters down, then right (rows 0-7, rows 8-15, then the same rows 8 columns on):
+//     an A operand read plainly, or a B operand read with .trans from rows that are k;
+//   n_row, k_col: rows 0-7 at both 8-column halves, then rows 8-15: B operands for two 8-wide n
+//     blocks read plainly from rows that are n, or an A operand read with .trans from rows that are k.
+__device__ __forceinline__ int quarter_row(int lane) { return lane % 8 + 8 * (lane / 8 % 2); }
+__device__ __forceinline__ int quarter_col(int lane) { return 8 * (lane / 16); }
+__device__ __forceinline__ int n_row(int lane) { return lane % 8 + 8 * (lane / 16); }
+__device__ __forceinline__ int k_col(int lane) { return 8 * (lane / 8 % 2); }
+
+// Two floats as a register of two bf16, the first in the lower half (an operand's element order).
+__device__ __forceinline__ unsigned pack_bf16(float first, float second) {
+    union {
+        __nv_bfloat16 halves[2];
+        unsigned word;
+    } pair;
+    pair.halves[0] = __float2bfloat16_rn(first), pair.halves[1] = __float2bfloat16_rn(second);
+    return pair.word;
+}
+
+// Two adjacent results of an accumulator row (d[0], d[1] or d[2], d[3]) to p (p[1] only when
+// `both`): one 4-byte (bf16) or 8-byte (fp32) store when `paired`, which the caller grants only where
+// p is aligned for it, else one store per element.
+__device__ __forceinline__ void store_pair(__nv_bfloat16* p, float first, float second, bool paired, bool both) {
+    if (paired) {
+        WB_CHECK_ALIGNED(p, 4, "store_pair");
+        *reinterpret_cast<unsigned*>(p) = pack_bf16(first, second);
+        return;
+    }
+    p[0] = __float2bfloat16_rn(first);
+    if (both) p[1] = __float2bfloat16_rn(second);
+}
+__device__ __forceinline__ void store_pair(float* p, float first, float second, bool paired, bool both) {
+    if (paired) {
+        float2 pair;
+        pair.x = first, pair.y = second;
+        WB_CHECK_ALIGNED(p, 8, "store_pair");
+        *reinterpret_cast<float2*>(p) = pair;
+        return;
+    }
+    p[0] = first;
+    if (both) p[1] = second;
+}
 
 #if defined(__CUDA_ARCH__)
 

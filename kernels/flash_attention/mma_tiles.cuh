@@ -9,7 +9,7 @@
 #pragma once
 #include "common.cuh"
 #include "staged_copy.cuh"  // copy_window (cp.async, swizzled), swizzled<>
-#include "warp_mma.cuh"     // ldmatrix_x4(_trans), mma_bf16_16x8x16
+#include "warp_mma.cuh"     // ldmatrix_x4(_trans), mma_bf16_16x8x16, lane addresses, pack_bf16, store_pair
 
 #ifndef WB_BF16
 #error "tensor-core mma.sync variant: bf16 only (fp32 operands have no tensor-core path without TF32)"
@@ -33,14 +33,6 @@ typedef float Accumulators[BLOCKS][4]; // a warp's 16 x 64 fp32 result
 __device__ __forceinline__ void stage(Tile& tile, const floatX* base, int ld, int row0, int T) {
     copy_window<TILE, HS, HS, THREADS, true, true>(tile, base, ld, row0, T, 0, HS);
 }
-
-// The row and column (within a 16 x 16 block) whose address this lane gives ldmatrix: quarters down,
-// then right (an A operand, or a .trans read of rows that are k); or, for a B operand read from rows
-// that are n, the two k halves, then the next 8 rows.
-__device__ __forceinline__ int quarter_row(int lane) { return lane % 8 + 8 * (lane / 8 % 2); }
-__device__ __forceinline__ int quarter_col(int lane) { return 8 * (lane / 16); }
-__device__ __forceinline__ int n_row(int lane) { return lane % 8 + 8 * (lane / 16); }
-__device__ __forceinline__ int k_col(int lane) { return 8 * (lane / 8 % 2); }
 
 // Rows [16 warp, 16 warp + 16) of a staged tile as A operands.
 __device__ __forceinline__ void load_rows(RowOperand& rows, const Tile& tile, int warp, int lane) {
@@ -66,16 +58,6 @@ __device__ __forceinline__ void rows_times_tile_rows(Accumulators& acc, const Ro
             mma_bf16_16x8x16(acc[j + 1], rows[kk], second);
         }
     }
-}
-
-// Two floats as a register of two bf16, the first in the lower half (an operand's element order).
-__device__ __forceinline__ unsigned pack_bf16(float first, float second) {
-    union {
-        floatX halves[2];
-        unsigned word;
-    } pair;
-    pair.halves[0] = from_float<floatX>(first), pair.halves[1] = from_float<floatX>(second);
-    return pair.word;
 }
 
 // acc += P (16 x 64, a warp's accumulators, rounded to bf16) @ tile (64 x HS): P's column blocks
@@ -218,11 +200,9 @@ __device__ __forceinline__ void row_dots_and_lse(float (&D)[2], float (&row_lse)
 // Row g + 8 half of this lane's accumulators (half 0: row g), times `factor`, to a row of HS
 // values in global memory: a 4-byte store per 8-wide block.
 __device__ __forceinline__ void store_row(floatX* row, const Accumulators& acc, int half, float factor, int lane) {
-    WB_CHECK_ALIGNED(row, 4, "store_row");  // row starts at an even element: pairs are 4-byte aligned
 #pragma unroll
-    for (int j = 0; j < BLOCKS; j++) {
-        *reinterpret_cast<unsigned*>(row + 8 * j + 2 * (lane % 4)) =
-            pack_bf16(acc[j][2 * half] * factor, acc[j][2 * half + 1] * factor);
+    for (int j = 0; j < BLOCKS; j++) {  // row starts at an even element: every pair is 4-byte aligned
+        store_pair(row + 8 * j + 2 * (lane % 4), acc[j][2 * half] * factor, acc[j][2 * half + 1] * factor, true, true);
     }
 }
 

@@ -11,7 +11,7 @@
 #pragma once
 #include "common.cuh"
 #include "staged_copy.cuh"  // copy_window (swizzled), swizzled<>
-#include "warp_mma.cuh"     // ldmatrix_x4(_trans), mma_bf16_16x8x16
+#include "warp_mma.cuh"     // ldmatrix_x4(_trans), mma_bf16_16x8x16, lane addresses, store_pair
 
 namespace mma_backward {
 
@@ -22,34 +22,6 @@ constexpr int WARP_R = TILE / WARPS_R, WARP_S = TILE / WARPS_S;
 constexpr int FRAGS_R = WARP_R / 16;     // 16-row A operands a warp
 constexpr int BLOCKS_S = WARP_S / 8;     // 8-column B operands (and accumulator tiles)
 constexpr int THREADS = 32 * WARPS_R * WARPS_S;
-
-// Two adjacent results at p (p[1] only when `both`), with one 4-byte (bf16) or 8-byte (fp32) store
-// when `paired` (the caller knows p is aligned for it).
-__device__ __forceinline__ void store_pair(floatX* p, float first, float second, bool paired, bool both) {
-    if (paired) {
-        union {
-            floatX halves[2];
-            unsigned word;
-        } pair;
-        pair.halves[0] = from_float<floatX>(first), pair.halves[1] = from_float<floatX>(second);
-        WB_CHECK_ALIGNED(p, 4, "store_pair");
-        *reinterpret_cast<unsigned*>(p) = pair.word;
-        return;
-    }
-    p[0] = from_float<floatX>(first);
-    if (both) p[1] = from_float<floatX>(second);
-}
-__device__ __forceinline__ void store_pair(float* p, float first, float second, bool paired, bool both) {
-    if (paired) {
-        float2 pair;
-        pair.x = first, pair.y = second;
-        WB_CHECK_ALIGNED(p, 8, "store_pair");
-        *reinterpret_cast<float2*>(p) = pair;
-        return;
-    }
-    p[0] = first;
-    if (both) p[1] = second;
-}
 
 // out (R, S) = A (R, D) @ B (D, S) summed over d in [d_begin, d_end) only; the arguments and their
 // meaning are tensor_core_product's (tensor_core_product.cuh): A row-major (R, D), or given as its
@@ -72,11 +44,6 @@ __device__ __forceinline__ void mma_product(OutT* out, OutT* bias_sum, const flo
     const int s0 = blockIdx.x * TILE;
     const bool sums_bias = BIAS_SUM && blockIdx.x == 0 && threadIdx.x < TILE;
     float bias_acc = 0.0f;
-    // ldmatrix row addresses, within a 16 x 16 block: "quarters" walk rows 0-7, 8-15 then the next 8
-    // columns (an A operand read plainly, or a .trans read whose slice rows are d); "n rows" walk the
-    // 16-byte halves of rows 0-7, then rows 8-15 (A given transposed: its slice's rows are d).
-    const int quarter_row = lane % 8 + 8 * (lane / 8 % 2), quarter_col = 8 * (lane / 16);
-    const int n_row = lane % 8 + 8 * (lane / 16), k_col = 8 * (lane / 8 % 2);
 
     float acc[FRAGS_R][BLOCKS_S][4] = {};
     for (int d0 = d_begin; d0 < d_end; d0 += TILE_K) {
@@ -98,15 +65,15 @@ __device__ __forceinline__ void mma_product(OutT* out, OutT* bias_sum, const flo
             for (int i = 0; i < FRAGS_R; i++) {
                 const int r = warp_r + 16 * i;
                 if (A_TRANSPOSED) {
-                    ldmatrix_x4_trans(a[i], &a_slice[0][0] + swizzled<A_COLS>(dd + n_row, r + k_col));
+                    ldmatrix_x4_trans(a[i], &a_slice[0][0] + swizzled<A_COLS>(dd + n_row(lane), r + k_col(lane)));
                 } else {
-                    ldmatrix_x4(a[i], &a_slice[0][0] + swizzled<A_COLS>(r + quarter_row, dd + quarter_col));
+                    ldmatrix_x4(a[i], &a_slice[0][0] + swizzled<A_COLS>(r + quarter_row(lane), dd + quarter_col(lane)));
                 }
             }
 #pragma unroll
             for (int j = 0; j < BLOCKS_S; j += 2) {  // one ldmatrix.x4.trans: two 8-column blocks
                 unsigned q[4];
-                ldmatrix_x4_trans(q, &b_slice[0][0] + swizzled<TILE>(dd + quarter_row, warp_s + 8 * j + quarter_col));
+                ldmatrix_x4_trans(q, &b_slice[0][0] + swizzled<TILE>(dd + quarter_row(lane), warp_s + 8 * j + quarter_col(lane)));
                 b[j][0] = q[0], b[j][1] = q[1], b[j + 1][0] = q[2], b[j + 1][1] = q[3];
             }
 #pragma unroll

@@ -246,18 +246,25 @@ EMU_UNPROFILED inline void syncthreads() {
 
 EMU_UNPROFILED inline void syncwarp() { wait_at(1 + linear_tid / 32); }
 
+// A warp-wide operation (a full-mask shuffle, ldmatrix, mma.sync) needs all 32 lanes of the warp
+// running; `what` and `how` name it in the error.
+EMU_QUIET inline void require_whole_warp(const char* what, const char* how) {
+    const int running = current->members[1 + linear_tid / 32];
+    if (running != 32) {
+        throw Error(std::string(what) + how + " while only " + std::to_string(running) +
+                    " of the warp's 32 lanes are running (lanes returned early, or the block size is not a "
+                    "multiple of 32): undefined on a GPU");
+    }
+}
+
 template <typename T>
 EMU_UNPROFILED inline T shuffle(unsigned mask, T value, int source_lane, const char* what) {
     EMU_UNTRACED_SCOPE;
     static_assert(sizeof(T) <= 16, "shuffle of a type wider than 16 bytes");
     if (mask != 0xffffffffu) throw Error(std::string(what) + ": the emulator supports only the full mask");
+    require_whole_warp(what, " with a full mask");
     Launch& L = *current;
     const unsigned warp = linear_tid / 32;
-    if (L.members[1 + warp] != 32) {
-        throw Error(std::string(what) + " with a full mask while only " + std::to_string(L.members[1 + warp]) +
-                    " of the warp's 32 lanes are running (lanes returned early, or the block size is not a "
-                    "multiple of 32): undefined on a GPU");
-    }
     std::memcpy(L.slots[warp][lane_id()], &value, sizeof(T));
     wait_at(1 + warp);
     T result;

@@ -13,25 +13,17 @@ namespace emu {
 
 struct WarpExchange {
     alignas(16) unsigned char rows[32][32][16];  // ldmatrix: the row each lane addresses, [warp][lane]
+    uintptr_t addresses[32][32];                 //           and its address (for the access profile)
     unsigned a[32][32][4];                       // mma: each lane's A registers
     unsigned b[32][32][2];                       //      and B registers
 };
 inline WarpExchange warp_exchange;
 
-EMU_QUIET inline void require_whole_warp(const char* what) {
-    if (current->members[1 + linear_tid / 32] != 32) {
-        throw Error(std::string(what) + " with only " + std::to_string(current->members[1 + linear_tid / 32]) +
-                    " of the warp's 32 lanes running (lanes returned early, or the block size is not a multiple "
-                    "of 32): the instruction is warp-collective, undefined on a GPU");
-    }
-}
-
 // One bf16 of a register holding two (element 0 in the lower 16 bits), as a float.
 EMU_QUIET inline float bf16_half(unsigned reg, int element) {
-    const uint32_t bits = (element ? reg >> 16 : reg & 0xffffu) << 16;
-    float f;
-    __builtin_memcpy(&f, &bits, 4);
-    return f;
+    __nv_bfloat16 h;
+    h.bits = uint16_t(element ? reg >> 16 : reg & 0xffffu);
+    return emu_as_float(h);
 }
 
 }  // namespace emu
@@ -40,19 +32,17 @@ namespace emu {
 
 // ldmatrix.x4, plain or .trans: every lane's row address exchanged, then each lane's four registers.
 EMU_UNPROFILED inline void ldmatrix(unsigned (&r)[4], const void* row_address, bool transposed, void* return_address) {
-    emu::require_whole_warp("ldmatrix");
+    emu::require_whole_warp("ldmatrix", ", a warp-collective instruction,");
     emu::check_aligned(row_address, 16, "ldmatrix (each row address)");
     if (!emu::shared_address(row_address)) throw emu::Error("ldmatrix: a row address is not in shared memory");
     const unsigned warp = emu::linear_tid / 32, lane = emu::lane_id();
     // Each lane reads the row it addresses now, so no other thread can write it between lanes.
     __builtin_memcpy(emu::warp_exchange.rows[warp][lane], row_address, 16);
-#ifdef EMU_PROFILE  // one shared load of 32 lanes x 16 bytes, recorded by lane 0 once all have addressed
-    static uintptr_t addresses[32][32];
-    addresses[warp][lane] = reinterpret_cast<uintptr_t>(row_address);
-#endif
+    emu::warp_exchange.addresses[warp][lane] = reinterpret_cast<uintptr_t>(row_address);
     emu::syncwarp();
-#ifdef EMU_PROFILE
-    emu::profile::record_request(addresses[warp], 32, 16, false, reinterpret_cast<uintptr_t>(return_address));
+#ifdef EMU_PROFILE  // one shared load of 32 lanes x 16 bytes, recorded by lane 0 once all have addressed
+    emu::profile::record_request(emu::warp_exchange.addresses[warp], 32, 16, false,
+                                 reinterpret_cast<uintptr_t>(return_address));
 #endif
     for (int i = 0; i < 4; ++i) {
         if (!transposed) {  // row lane / 4, elements 2 (lane % 4) and the next
@@ -81,7 +71,7 @@ EMU_UNPROFILED inline void ldmatrix_x4_trans(unsigned (&r)[4], const void* row_a
 
 EMU_UNPROFILED inline void mma_bf16_16x8x16(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
     EMU_UNTRACED_SCOPE;
-    emu::require_whole_warp("mma.sync");
+    emu::require_whole_warp("mma.sync", ", a warp-collective instruction,");
     const unsigned warp = emu::linear_tid / 32, lane = emu::lane_id();
     for (int i = 0; i < 4; ++i) emu::warp_exchange.a[warp][lane][i] = a[i];
     for (int i = 0; i < 2; ++i) emu::warp_exchange.b[warp][lane][i] = b[i];

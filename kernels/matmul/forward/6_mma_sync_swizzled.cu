@@ -19,7 +19,7 @@
  */
 #include "common.cuh"
 #include "staged_copy.cuh"  // copy_window (cp.async, swizzled), swizzled<>
-#include "warp_mma.cuh"     // ldmatrix_x4, mma_bf16_16x8x16
+#include "warp_mma.cuh"     // ldmatrix_x4, mma_bf16_16x8x16, lane addresses, store_pair
 
 #ifndef WB_BF16
 #error "tensor-core mma.sync variant: bf16 only (fp32 operands have no tensor-core path without TF32)"
@@ -39,11 +39,6 @@ struct Slices {
     floatX weight[STAGES][TILE_N][TILE_K];
 };
 
-// Two adjacent outputs, stored with one 4-byte instruction.
-union Pair {
-    floatX halves[2];
-    unsigned word;
-};
 
 __device__ __forceinline__ void copy_slices(Slices& slices, int stage, const floatX* inp, const floatX* weight,
                                             int row0, int col0, int M, int N, int K, int k0) {
@@ -63,10 +58,10 @@ extern "C" __global__ void __launch_bounds__(THREADS) matmul_forward_mma_sync(
     const int col0 = blockIdx.x * TILE_N;
     const int num_slices = (K + TILE_K - 1) / TILE_K;
 
-    // The row and column within a 16 x 16 operand block whose address this lane gives ldmatrix:
-    // lanes 8i..8i+7 address the rows of quarter i (see warp_mma.cuh for the quarters' order).
-    const int a_row = lane % 8 + 8 * (lane / 8 % 2), a_col = 8 * (lane / 16);  // quarters down, then right
-    const int b_row = lane % 8 + 8 * (lane / 16), b_col = 8 * (lane / 8 % 2);   // k halves, then the next 8 n
+    // The row and column within a 16 x 16 operand block whose address this lane gives ldmatrix
+    // (warp_mma.cuh): inp's quarters down, then right; weight's k halves, then the next 8 n.
+    const int a_row = quarter_row(lane), a_col = quarter_col(lane);
+    const int b_row = n_row(lane), b_col = k_col(lane);
 
     float acc[FRAGS_M][FRAGS_N][4] = {};
 
@@ -119,18 +114,9 @@ extern "C" __global__ void __launch_bounds__(THREADS) matmul_forward_mma_sync(
 #pragma unroll
             for (int half = 0; half < 2; half++) {
                 const int row = row0 + warp_row + 16 * i + g + 8 * half;
-                if (row >= M) continue;
+                if (row >= M || col >= N) continue;
                 const float first = acc[i][j][2 * half] + bias0, second = acc[i][j][2 * half + 1] + bias1;
-                floatX* target = out + (size_t)row * N + col;
-                if (pairs_aligned && col + 1 < N) {
-                    Pair pair;
-                    pair.halves[0] = from_float<floatX>(first), pair.halves[1] = from_float<floatX>(second);
-                    WB_CHECK_ALIGNED(target, 4, "pair store");
-                    *reinterpret_cast<unsigned*>(target) = pair.word;
-                } else {
-                    if (col < N) target[0] = from_float<floatX>(first);
-                    if (col + 1 < N) target[1] = from_float<floatX>(second);
-                }
+                store_pair(out + (size_t)row * N + col, first, second, pairs_aligned && col + 1 < N, col + 1 < N);
             }
         }
     }
