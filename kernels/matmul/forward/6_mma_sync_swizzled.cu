@@ -11,8 +11,9 @@
  * copies' stores. And the epilogue adds the bias and writes each lane's accumulators straight to
  * global memory, with no staging tile and no shared round trip.
  * Teaches: what WMMA hides, and the bank arithmetic of an XOR swizzle (the kind of shared layout
- * CUTLASS uses). Count it: `python bench.py matmul --variant 5 --variant 6 --dtype bf16 --emulate --accesses` shows
- * the copies' shared stores at 2x the ideal wavefronts in variant 5 and at the ideal here.
+ * CUTLASS uses). Count it: `python bench.py matmul --variant 5 --variant 6 --dtype bf16 --emulate --accesses
+ * --shape 2,40,64,160` shows the copies' shared stores at 2x the ideal wavefronts in variant 5 and at
+ * the ideal here.
  * The price: the direct stores write 16 bytes per row per instruction, half of each 32-byte sector.
  * bf16 only; needs K % 8 == 0 for the 16-byte copies.
  * Run: python bench.py matmul --variant 6
