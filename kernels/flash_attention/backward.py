@@ -20,12 +20,17 @@ Variant 3 is variant 2's two kernels on mma.sync, everything between the product
 Variant 4 is variant 3 with every staged tile double-buffered:
     flash_attention_backward_dq_pipelined(dqkv, row_dots, dout, qkv, out, lse, B, T, NH, scale)   also writes D
     flash_attention_backward_dkdv_pipelined(dqkv, row_dots, dout, qkv, lse, B, T, NH, scale)
+Variant 5 keeps only the key blocks and adds dq's shares into an fp32 scratch (B, T, C) with atomics:
+    flash_attention_backward_prepare_atomic(row_dots, dq_accum, dout, out, B, T, NH)   D, and dq_accum zeroed
+    flash_attention_backward_atomic_dq(dq_accum, dqkv, row_dots, dout, qkv, lse, B, T, NH, scale)
+    flash_attention_backward_store_dq(dqkv, dq_accum, B, T, NH)   dq_accum rounded into dqkv
 
 Rated like attention backward: TFLOP/s against the GEMM ceiling, counting five matmuls over the
 causal half of the scores (5 x 2 B NH HS T (T + 1) / 2 flops): q k^T recomputed once, dP = dout v^T,
-dv = P^T dout, dq = dS k and dk = dS^T q, the work a flash backward needs. Both variants here
+dv = P^T dout, dq = dS k and dk = dS^T q, the work a flash backward needs. Variants 2 to 4
 recompute q k^T and dout v^T in each of their two directions (dq's kernel and dk/dv's kernel), so
-they execute seven such matmuls to avoid atomics; the rating does not credit the two extra ones. The
+they execute seven such matmuls to avoid atomics; the rating does not credit the two extra ones.
+Variant 5 executes the five, and pays with atomics instead (and a dq sum whose order varies). The
 bytes column counts dout, qkv, out and lse read and dqkv written. The eager baseline (autograd
 through scaled_dot_product_attention, a flash backward on a GPU) and the torch.compile baseline (the
 reference's backward, which materialises P, dP and dS) produce the same dqkv.
@@ -40,7 +45,7 @@ from kernels.attention.shapes import (
     BENCH_SHAPE, DIMS, QKV, SHAPES, TOKENS, causal_flops_per_matmul, random_tokens, refuse_other_head_sizes,
     rounded, scale)
 from kernels.flash_attention.forward import refuse_wide_heads
-from kernels.flash_attention.shapes import LSE, ROW_DOTS
+from kernels.flash_attention.shapes import DQ_ACCUMULATOR, LSE, ROW_DOTS
 from reference.flash_attention import flash_attention_backward, flash_attention_forward
 
 
@@ -162,3 +167,21 @@ def pipelined_tiles(k, a, s):
                                                            s.NH, scale(s)))
     k.flash_attention_backward_dkdv_pipelined(grid, (128,), (a.dqkv, a.row_dots, a.dout, a.qkv, a.lse, s.B, s.T,
                                                              s.NH, scale(s)))
+
+
+def atomic_dq_scratch(d, dtype, config):
+    return {"row_dots": ROW_DOTS, "dq_accum": DQ_ACCUMULATOR}
+
+
+# Variant 3's dk/dv grid for the key blocks; one warp per (b, t, h) row to prepare, 4 values a
+# thread to store dq. The key blocks' shared memory (32.5 KB) is static.
+@BACKWARD.variant(5, dtypes=("bf16",), refuse=refuse_other_head_sizes, scratch=atomic_dq_scratch)
+def atomic_dq_one_pass(k, a, s):
+    rows = s.B * s.T * s.NH
+    k.flash_attention_backward_prepare_atomic((ceil_div(rows, 4),), (128,), (a.row_dots, a.dq_accum, a.dout, a.out,
+                                                                            s.B, s.T, s.NH))
+    k.flash_attention_backward_atomic_dq((ceil_div(s.T, 64), s.B * s.NH), (128,),
+                                         (a.dq_accum, a.dqkv, a.row_dots, a.dout, a.qkv, a.lse, s.B, s.T, s.NH,
+                                          scale(s)))
+    k.flash_attention_backward_store_dq((ceil_div(rows * s.HS, 4 * 128),), (128,), (a.dqkv, a.dq_accum, s.B, s.T,
+                                                                                   s.NH))

@@ -6,3 +6,5 @@ from harness.contract import TensorSpec
 ROWS = TensorSpec(lambda d: (d.B, d.NH, d.T), "fp32")
 LSE = ROWS
 ROW_DOTS = ROWS
+# Flash backward 5's dq, summed by atomics in fp32 before it is rounded into dqkv: token-major like dqkv.
+DQ_ACCUMULATOR = TensorSpec(lambda d: (d.B, d.T, d.NH * d.HS), "fp32")
