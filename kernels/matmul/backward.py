@@ -170,3 +170,10 @@ def split_k(k, a, s, splits):
 def mma_sync_split_k(k, a, s, splits):
     launch_split_k(k.matmul_backward_dinp_mma_sync, k.matmul_backward_dweight_partials_mma_sync,
                    k.matmul_backward_sum_partials_mma_sync, a, s, splits)
+
+
+# Variant 5's kernels with two buffers of slices (32 KB of static shared memory a block).
+@BACKWARD.variant(6, configs=SPLIT_CONFIGS, dtypes=("bf16",), refuse=refuse_unaligned_rows, scratch=split_scratch)
+def mma_sync_pipelined(k, a, s, splits):
+    launch_split_k(k.matmul_backward_dinp_pipelined, k.matmul_backward_dweight_partials_pipelined,
+                   k.matmul_backward_sum_partials_pipelined, a, s, splits)

@@ -1,7 +1,8 @@
-// The tiled tensor-core product of matmul backward 5: tensor_core_product.cuh's tiling (a 128 x 128
-// output tile per block of 8 warps, 32-deep slices, a 64 x 32 patch per warp), on mma.sync and
+// The tiled tensor-core product of matmul backward 5 and 6: tensor_core_product.cuh's tiling (a 128 x
+// 128 output tile per block of 8 warps, 32-deep slices, a 64 x 32 patch per warp), on mma.sync and
 // ldmatrix (kernels/warp_mma.cuh) with swizzled, unpadded slices (staged_copy.cuh's swizzled<>),
-// and the results stored straight from the accumulator registers.
+// and the results stored straight from the accumulator registers. PIPELINED (backward 6) copies
+// each next pair of slices with cp.async into a second buffer while the current pair is multiplied.
 //
 // Slices keep memory's orientation, as in tensor_core_product.cuh; what WMMA did with a col_major
 // fragment layout, ldmatrix .trans does here. An 8 x 8 block read with .trans hands lane (g, t) the
@@ -26,15 +27,17 @@ constexpr int THREADS = 32 * WARPS_R * WARPS_S;
 // out (R, S) = A (R, D) @ B (D, S) summed over d in [d_begin, d_end) only; the arguments and their
 // meaning are tensor_core_product's (tensor_core_product.cuh): A row-major (R, D), or given as its
 // transpose (D, R) when A_TRANSPOSED; B row-major (D, S); BIAS_SUM adds up A's rows into bias_sum
-// in the blocks of the first output column; OutT floatX or float (split-K partials).
-template <bool A_TRANSPOSED, bool BIAS_SUM, typename OutT>
+// in the blocks of the first output column; OutT floatX or float (split-K partials). PIPELINED: two
+// buffers of slices, filled with cp.async one slice ahead (32 KB of shared memory instead of 16).
+template <bool A_TRANSPOSED, bool BIAS_SUM, typename OutT, bool PIPELINED = false>
 __device__ __forceinline__ void mma_product(OutT* out, OutT* bias_sum, const floatX* A, int lda, const floatX* B,
                                             int R, int S, int d_begin, int d_end) {
     static_assert(!BIAS_SUM || A_TRANSPOSED, "the bias sums A's columns of the transposed layout");
     constexpr int A_ROWS = A_TRANSPOSED ? TILE_K : TILE;
     constexpr int A_COLS = A_TRANSPOSED ? TILE : TILE_K;
-    __shared__ __align__(128) floatX a_slice[A_ROWS][A_COLS];  // swizzled, no padding
-    __shared__ __align__(128) floatX b_slice[TILE_K][TILE];
+    constexpr int BUFFERS = PIPELINED ? 2 : 1;
+    __shared__ __align__(128) floatX a_slices[BUFFERS][A_ROWS][A_COLS];  // swizzled, no padding
+    __shared__ __align__(128) floatX b_slices[BUFFERS][TILE_K][TILE];
 
     const int warp = threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
@@ -45,15 +48,35 @@ __device__ __forceinline__ void mma_product(OutT* out, OutT* bias_sum, const flo
     const bool sums_bias = BIAS_SUM && blockIdx.x == 0 && threadIdx.x < TILE;
     float bias_acc = 0.0f;
 
-    float acc[FRAGS_R][BLOCKS_S][4] = {};
-    for (int d0 = d_begin; d0 < d_end; d0 += TILE_K) {
+    // The slices of depth [d0, d0 + TILE_K) into buffer `buffer`: cp.async copies when PIPELINED (they
+    // land at the caller's commit and wait), plain loads and stores otherwise.
+    auto stage_slices = [&](int buffer, int d0) {
         if (A_TRANSPOSED) {
-            copy_window<A_ROWS, A_COLS, A_COLS, THREADS, false, true>(a_slice, A, lda, d0, d_end, r0, R);
+            copy_window<A_ROWS, A_COLS, A_COLS, THREADS, PIPELINED, true>(a_slices[buffer], A, lda, d0, d_end, r0, R);
         } else {
-            copy_window<A_ROWS, A_COLS, A_COLS, THREADS, false, true>(a_slice, A, lda, r0, R, d0, d_end);
+            copy_window<A_ROWS, A_COLS, A_COLS, THREADS, PIPELINED, true>(a_slices[buffer], A, lda, r0, R, d0, d_end);
         }
-        copy_window<TILE_K, TILE, TILE, THREADS, false, true>(b_slice, B, S, d0, d_end, s0, S);
+        copy_window<TILE_K, TILE, TILE, THREADS, PIPELINED, true>(b_slices[buffer], B, S, d0, d_end, s0, S);
+    };
+
+    float acc[FRAGS_R][BLOCKS_S][4] = {};
+    if (PIPELINED && d_begin < d_end) {
+        stage_slices(0, d_begin);
+        __pipeline_commit();
+    }
+    for (int d0 = d_begin, slice = 0; d0 < d_end; d0 += TILE_K, slice++) {
+        const int buffer = PIPELINED ? slice % 2 : 0;
+        if (PIPELINED) {
+            // The other buffer was last read in the previous iteration, which ended with a barrier.
+            if (d0 + TILE_K < d_end) stage_slices(1 - buffer, d0 + TILE_K);
+            __pipeline_commit();  // a group every iteration (empty on the last), so the count holds
+            __pipeline_wait_prior(1);  // this slice's copies have landed (the next one's may not have)
+        } else {
+            stage_slices(0, d0);
+        }
         __syncthreads();
+        const floatX (&a_slice)[A_ROWS][A_COLS] = a_slices[buffer];
+        const floatX (&b_slice)[TILE_K][TILE] = b_slices[buffer];
         if (sums_bias) {  // rows past D were zero-filled, so the whole slice can be added
 #pragma unroll 8
             for (int d = 0; d < TILE_K; d++) bias_acc += to_float((&a_slice[0][0])[swizzled<A_COLS>(d, threadIdx.x)]);
@@ -82,7 +105,7 @@ __device__ __forceinline__ void mma_product(OutT* out, OutT* bias_sum, const flo
                 for (int j = 0; j < BLOCKS_S; j++) mma_bf16_16x8x16(acc[i][j], a[i], b[j]);
             }
         }
-        __syncthreads();  // every warp is done with the slices before the next copy overwrites them
+        __syncthreads();  // every warp is done with these slices before a copy overwrites them
     }
     if (sums_bias && r0 + (int)threadIdx.x < R) bias_sum[r0 + threadIdx.x] = from_float<OutT>(bias_acc);
 
