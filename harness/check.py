@@ -24,7 +24,8 @@ def poison_value(dtype: torch.dtype):
     return float("nan") if dtype.is_floating_point else torch.iinfo(dtype).min
 
 
-def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bit for bit (NaN payloads and signed zeros included), which torch.equal is not for floats."""
     return torch.equal(a.view(torch.uint8), b.view(torch.uint8))
 
 
@@ -124,7 +125,7 @@ class Case:
         broken = []
         for name, (base, pristine) in self._guards.items():
             before, after = base[:GUARD_ELEMENTS], base[-GUARD_ELEMENTS:]
-            if not (_same_bits(before, pristine[:GUARD_ELEMENTS]) and _same_bits(after, pristine[-GUARD_ELEMENTS:])):
+            if not (same_bits(before, pristine[:GUARD_ELEMENTS]) and same_bits(after, pristine[-GUARD_ELEMENTS:])):
                 broken.append(name)
         return broken
 

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--results", type=Path, metavar="FILE", help="with --select: the results file to read")
     parser.add_argument("--simplest", action="store_true",
                         help="with --select: every layer's first variant instead (no results needed)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="with --select: only variants whose outputs repeat bit for bit (no float atomics), "
+                             "so that training runs repeat too")
     parser.add_argument("--emulate", action="store_true",
                         help="check (not time) the selected variants on the CPU emulator; needs no GPU. "
                              "Default shape: the layer's smallest test shape")
@@ -88,6 +91,10 @@ def parse_shape(text: str, op) -> tuple:
     return dims
 
 
+NOT_DETERMINISTIC = ("not deterministic: the last bits of its outputs may change from run to run (float atomics "
+                     "add in the order the hardware picks); --select --deterministic leaves it out")
+
+
 def list_variants(markdown: bool) -> str:
     from harness.registry import all_ops
 
@@ -95,15 +102,18 @@ def list_variants(markdown: bool) -> str:
     width = max(len(v.name) for op in all_ops() for v in op.variants)
     op_width = max(len(op.id) for op in all_ops())
     if markdown:
-        lines += ["| layer | pass | variant | what it does | dtypes | what it teaches |", "|---|---|---|---|---|---|"]
+        lines += ["| layer | pass | variant | what it does | dtypes | deterministic | what it teaches |",
+                  "|---|---|---|---|---|---|---|"]
     for op in all_ops():
         for v in op.variants:
             if markdown:
                 lines.append(f"| {op.layer} | {op.pass_name} | {v.number} | {v.name} | {', '.join(v.dtypes)} | "
-                             f"{v.header.teaches} |")
+                             f"{'yes' if v.deterministic else 'no'} | {v.header.teaches} |")
             else:
-                dtypes = f"[{', '.join(v.dtypes)}]"
-                lines.append(f"{op.id:<{op_width}} {v.number:>2}  {v.name:<{width}} {dtypes:<12}  {v.header.run}")
+                dtypes = f"[{', '.join(v.dtypes)}]" + ("" if v.deterministic else " *")
+                lines.append(f"{op.id:<{op_width}} {v.number:>2}  {v.name:<{width}} {dtypes:<14}  {v.header.run}")
+    if not markdown:
+        lines.append(f"* {NOT_DETERMINISTIC}")
     return "\n".join(lines)
 
 
@@ -173,11 +183,13 @@ def select_kernels(args) -> int:
     """bench.py --select best.yaml: the trainer's choice of variant and configuration per layer pass."""
     from trainer.kernels import fastest_trainer_selection, simplest_trainer_selection, write_selection
 
+    flag = " --deterministic" if args.deterministic else ""
+    kind = "deterministic variant" if args.deterministic else "variant"
     if args.simplest:
-        sections = {dtype: simplest_trainer_selection(dtype) for dtype in ("fp32", "bf16")}
-        write_selection(args.select, sections, "every layer's simplest variant: python bench.py --select "
-                                               f"{args.select} --simplest")
-        print(f"wrote {args.select} (simplest variants)")
+        sections = {dtype: simplest_trainer_selection(dtype, args.deterministic) for dtype in ("fp32", "bf16")}
+        write_selection(args.select, sections, f"every layer's simplest {kind}: python bench.py --select "
+                                               f"{args.select} --simplest{flag}")
+        print(f"wrote {args.select} (simplest {kind}s)")
         return 0
     from harness.report import RESULTS_DIR, load_results
 
@@ -198,12 +210,13 @@ def select_kernels(args) -> int:
         raise UserError(str(exc)) from None
     sections, fallbacks, reasons = {}, [], []
     for dtype in ("fp32", "bf16"):
-        sections[dtype], unmeasured, reason = fastest_trainer_selection(runs, dtype)
+        sections[dtype], unmeasured, reason = fastest_trainer_selection(runs, dtype, args.deterministic)
         fallbacks += [f"{op_id} {dtype}" for op_id in unmeasured]
         reasons.append(f"{dtype} {reason}")
-    note = "\n".join([f"fastest checked variants from {results}: python bench.py --select {args.select}", *reasons])
+    note = "\n".join([f"fastest checked {kind}s from {results}: python bench.py --select {args.select}{flag}",
+                      *reasons])
     if fallbacks:
-        note += "\nnot measured there, so the simplest variant: " + ", ".join(fallbacks)
+        note += f"\nnot measured there, so the simplest {kind}: " + ", ".join(fallbacks)
     write_selection(args.select, sections, note)
     print(Path(args.select).read_text(), end="")  # what the trainer will run, and why
     print(f"wrote {args.select} from {results}" + (f" ({len(fallbacks)} unmeasured: simplest)" if fallbacks else ""))
@@ -287,6 +300,10 @@ def run(args) -> int:
         return 0
     if args.select:
         return select_kernels(args)
+    for flag, given in (("--simplest", args.simplest), ("--deterministic", args.deterministic),
+                        ("--results", args.results)):
+        if given:
+            raise UserError(f"{flag} only applies to --select YAML (the trainer's kernel choice)")
     if args.ncu_set and not args.ncu:
         raise UserError("--ncu-set only applies to --ncu")
     if args.accesses and not args.emulate:

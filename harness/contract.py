@@ -87,6 +87,7 @@ class Variant:
     refuse: Callable[[tuple, str, dict], str | None] | None = None
     scratch: Callable[[tuple, str, dict], dict[str, TensorSpec]] | None = None
     archs: tuple[str, ...] = ("sm_80", "sm_90")  # targets the compile check builds for
+    deterministic: bool = True  # False: output bits may change from run to run (float atomics add in any order)
 
     @property
     def name(self) -> str:
@@ -249,11 +250,14 @@ class Op:
         raise UserError(f"{self.id} has no variant {number}; valid variants: {valid}")
 
     def variant(self, number: int, *, configs: list[dict] | None = None, dtypes=("fp32",),
-                refuse=None, scratch=None, archs=("sm_80", "sm_90"), library_header: str | None = None):
+                refuse=None, scratch=None, archs=("sm_80", "sm_90"), library_header: str | None = None,
+                deterministic: bool = True):
         """Decorator that registers the launch function of variant `number`.
 
         The `.cu` file is found by its number prefix in this op's folder (`3_warp_per_row.cu`);
         a library variant (no `.cu` file) gives its header text in `library_header` instead.
+        deterministic=False declares that the outputs' bits may differ between two runs on the same
+        inputs (kernels/test_determinism.py holds every other variant to repeating them exactly).
         """
 
         def register(launch: Callable) -> Callable:
@@ -271,7 +275,7 @@ class Op:
             self.variants.append(Variant(
                 op=self, number=number, source=source, header=header, launch=launch,
                 configs=list(configs or [{}]), dtypes=tuple(dtypes), refuse=refuse,
-                scratch=scratch, archs=tuple(archs)))
+                scratch=scratch, archs=tuple(archs), deterministic=deterministic))
             self.variants.sort(key=lambda v: v.number)
             return launch
 

@@ -1,5 +1,6 @@
 """Correctness of every variant: each (op, variant, dtype, shape) is a test, checked at every launch
-configuration it sweeps, with poisoned outputs against the float64 reference (GPU). Refusals are
+configuration it sweeps, with poisoned outputs against the float64 reference (GPU); a variant not
+declared deterministic=False must also give the same bits on a second launch. Refusals are
 checked on the CPU too: a variant asked for a shape it declares it cannot handle must raise."""
 import math
 import zlib
@@ -7,7 +8,7 @@ import zlib
 import pytest
 import torch
 
-from harness.check import Case, check_variant
+from harness.check import Case, check_variant, same_bits
 from harness.errors import ShapeRefused
 from harness.registry import all_variants
 
@@ -53,10 +54,18 @@ def test_variant_matches_reference(gpu, cases, variant, dtype, dims):
             with pytest.raises(ShapeRefused):
                 variant.bind(case.tensors, dims, dtype, config)
             continue
-        result, _ = check_variant(variant, case, config)
+        result, launch = check_variant(variant, case, config)
         checked += 1
         if not result.passed:
             failures.append(result.describe())
+        elif variant.deterministic:  # a second launch on the same inputs must repeat every bit
+            first = {name: tensor.clone() for name, tensor in case.outputs.items()}
+            case.poison()
+            launch()
+            torch.cuda.synchronize()
+            changed = [name for name, tensor in case.outputs.items() if not same_bits(tensor, first[name])]
+            if changed:
+                failures.append(f"{result.label}: declared deterministic, but a second launch changed {changed}")
     assert not failures, "\n".join(failures)
     if checked == 0:
         pytest.skip(f"{variant.id} refuses {variant.op.format_dims(dims)} {dtype} at every configuration")

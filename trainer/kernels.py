@@ -53,7 +53,8 @@ class Choice:
 
     def describe(self) -> str:
         settings = " ".join(f"{k}={v}" for k, v in self.config.items())
-        return f"{self.variant.id} ({self.variant.name}){' [' + settings + ']' if settings else ''}"
+        repeats = "" if self.variant.deterministic else ", not deterministic"
+        return f"{self.variant.id} ({self.variant.name}{repeats}){' [' + settings + ']' if settings else ''}"
 
 
 def ops_by_id() -> dict:
@@ -140,24 +141,32 @@ def trainer_section(section: dict[str, dict], family: str) -> dict[str, dict]:
     return {op_id: entry for op_id, entry in section.items() if op_id in wanted}
 
 
-def simplest_selection(dtype: str) -> dict[str, dict]:
-    """Each op's lowest-numbered variant that supports `dtype`, at its default configuration."""
+def allowed(variant, deterministic: bool) -> bool:
+    """Whether a selection may pick `variant`: any, or with `deterministic` only those whose outputs
+    repeat bit for bit (so that a training run does too)."""
+    return variant.deterministic or not deterministic
+
+
+def simplest_selection(dtype: str, deterministic: bool = False) -> dict[str, dict]:
+    """Each op's lowest-numbered variant that supports `dtype` (and is deterministic, if asked), at
+    its default configuration."""
     section = {}
     for op_id, op in sorted(ops_by_id().items()):
-        usable = [v for v in op.variants if dtype in v.dtypes]
+        usable = [v for v in op.variants if dtype in v.dtypes and allowed(v, deterministic)]
         if usable:
             section[op_id] = {"variant": usable[0].number, "config": dict(usable[0].configs[0])}
     return section
 
 
-def simplest_trainer_selection(dtype: str) -> dict[str, dict]:
+def simplest_trainer_selection(dtype: str, deterministic: bool = False) -> dict[str, dict]:
     """simplest_selection for the trainer: with the first attention family (the three-step one)."""
-    return trainer_section(simplest_selection(dtype), ATTENTION_FAMILIES[0])
+    return trainer_section(simplest_selection(dtype, deterministic), ATTENTION_FAMILIES[0])
 
 
-def fastest_rows(runs, dtype: str) -> dict[str, tuple[dict, float]]:
-    """From measured runs (harness.runner.Run), each op's fastest variant row that passed its check,
-    at the op's bench shape when it was measured there: {op: (entry, median_us)}."""
+def fastest_rows(runs, dtype: str, deterministic: bool = False) -> dict[str, tuple[dict, float]]:
+    """From measured runs (harness.runner.Run), each op's fastest variant row that passed its check
+    (of a deterministic variant, if asked), at the op's bench shape when it was measured there:
+    {op: (entry, median_us)}."""
     ops = ops_by_id()
     by_op: dict[str, list] = {}
     for run in runs:
@@ -165,22 +174,24 @@ def fastest_rows(runs, dtype: str) -> dict[str, tuple[dict, float]]:
             by_op.setdefault(run.op, []).append(run)
     fastest = {}
     for op_id, op_runs in by_op.items():
-        bench_shape = ops[op_id].bench_shape._asdict()
+        op = ops[op_id]
+        numbers = {v.number for v in op.variants if allowed(v, deterministic)}
+        bench_shape = op.bench_shape._asdict()
         preferred = [run for run in op_runs if run.shape == bench_shape] or op_runs
         timed = [row for run in preferred for row in run.rows
-                 if row.kind == "variant" and row.status == "ok" and row.median_us]
+                 if row.kind == "variant" and row.status == "ok" and row.median_us and row.variant in numbers]
         if timed:
             best = min(timed, key=lambda row: row.median_us)
             fastest[op_id] = ({"variant": best.variant, "config": dict(best.config)}, best.median_us)
     return fastest
 
 
-def fastest_trainer_selection(runs, dtype: str) -> tuple[dict[str, dict], list[str], str]:
-    """best.yaml's section for `dtype` from measured runs: each op's fastest checked variant, and
-    the attention family whose forward plus backward is fastest (both passes measured; the first
-    family when neither is). Ops not measured get their simplest variant.
-    Returns (section, the ops that fell back to their simplest variant, why that family)."""
-    fastest = fastest_rows(runs, dtype)
+def fastest_trainer_selection(runs, dtype: str, deterministic: bool = False) -> tuple[dict[str, dict], list[str], str]:
+    """best.yaml's section for `dtype` from measured runs: each op's fastest checked variant (only
+    deterministic ones, if asked), and the attention family whose forward plus backward is fastest
+    (both passes measured; the first family when neither is). Ops not measured get their simplest
+    (allowed) variant. Returns (section, the ops that fell back to their simplest variant, why that family)."""
+    fastest = fastest_rows(runs, dtype, deterministic)
     totals = {family: sum(fastest[op_id][1] for op_id in family_ops(family))
               for family in ATTENTION_FAMILIES if all(op_id in fastest for op_id in family_ops(family))}
     if totals:
@@ -190,7 +201,7 @@ def fastest_trainer_selection(runs, dtype: str) -> tuple[dict[str, dict], list[s
         family, reason = ATTENTION_FAMILIES[0], "attention: no family measured in both passes"
     section = trainer_section({op_id: entry for op_id, (entry, _) in fastest.items()}, family)
     fallbacks = []
-    for op_id, entry in trainer_section(simplest_selection(dtype), family).items():
+    for op_id, entry in trainer_section(simplest_selection(dtype, deterministic), family).items():
         if op_id not in section:
             section[op_id] = entry
             fallbacks.append(op_id)

@@ -9,6 +9,10 @@ Kernel arguments, in this order:
     variant 1: dwte (V, C) float, dwpe (T, C) float, dout (B, T, C) floatX, tokens (B, T) int, B, T, C
     variant 2, first kernel: dwte_accum (V, C) float scratch, dwpe (T, C) floatX, dout, tokens, B, T, C
     variant 2, second kernel: dwte (V, C) floatX, dwte_accum (V, C) float, V * C
+    variant 3 (N = B * T, int scratch): chunk_ranks(rank, chunk_counts, tokens, N, V),
+        chunk_offsets(chunk_counts, totals, chunks, V), bucket_starts(starts, totals, V),
+        scatter(order, rank, chunk_counts, starts, tokens, N, V), sum_buckets(dwte, order, starts, dout, C),
+        position_sums(dwpe, dout, B, T, C)
 """
 from pathlib import Path
 
@@ -73,7 +77,7 @@ BACKWARD = Op(
 )
 
 
-@BACKWARD.variant(1, configs=block_sizes(256, 32, 64, 128, 512, 1024), dtypes=("fp32",))
+@BACKWARD.variant(1, configs=block_sizes(256, 32, 64, 128, 512, 1024), dtypes=("fp32",), deterministic=False)
 def atomics(k, a, s, block_size):
     # the atomics add into the outputs, which arrive poisoned: clear them first
     a.dwte.zero_()
@@ -87,9 +91,38 @@ def accumulator_scratch(d, dtype, config):
 
 
 @BACKWARD.variant(2, configs=block_sizes(256, 32, 64, 128, 512, 1024), dtypes=("fp32", "bf16"),
-                  scratch=accumulator_scratch)
+                  scratch=accumulator_scratch, deterministic=False)
 def fp32_scratch(k, a, s, block_size):
     a.dwte_accum.zero_()
     k.encoder_backward_accumulate(
         (ceil_div(s.T * s.C, block_size),), (block_size,), (a.dwte_accum, a.dwpe, a.dout, a.tokens, s.B, s.T, s.C))
     k.encoder_backward_convert((ceil_div(s.V * s.C, block_size),), (block_size,), (a.dwte, a.dwte_accum, s.V * s.C))
+
+
+SORT_CHUNK = 1024  # CHUNK in 3_sorted_by_token.cu: positions ranked together by one block
+
+
+def sort_scratch(d, dtype, config):
+    chunks = lambda dd: ceil_div(dd.B * dd.T, SORT_CHUNK)
+    return {"rank": TensorSpec(lambda dd: (dd.B * dd.T,), "i32"),
+            "chunk_counts": TensorSpec(lambda dd: (chunks(dd), dd.V), "i32"),
+            "totals": TensorSpec(lambda dd: (dd.V,), "i32"),
+            "starts": TensorSpec(lambda dd: (dd.V + 1,), "i32"),
+            "order": TensorSpec(lambda dd: (dd.B * dd.T,), "i32")}
+
+
+# block_size: the threads of the per-token sums (across C) and of the per-position, per-token and
+# dwpe kernels; the ranking blocks are SORT_CHUNK threads, the scan one block of 1024.
+@BACKWARD.variant(3, configs=block_sizes(256, 64, 128, 512, 1024), dtypes=("fp32", "bf16"), scratch=sort_scratch)
+def sorted_by_token(k, a, s, block_size):
+    N, chunks = s.B * s.T, ceil_div(s.B * s.T, SORT_CHUNK)
+    a.chunk_counts.zero_()  # only the tokens a chunk holds are written
+    k.encoder_backward_chunk_ranks((chunks,), (SORT_CHUNK,), (a.rank, a.chunk_counts, a.tokens, N, s.V))
+    k.encoder_backward_chunk_offsets((ceil_div(s.V, block_size),), (block_size,), (a.chunk_counts, a.totals, chunks,
+                                                                                   s.V))
+    k.encoder_backward_bucket_starts((1,), (1024,), (a.starts, a.totals, s.V))
+    k.encoder_backward_scatter((ceil_div(N, block_size),), (block_size,), (a.order, a.rank, a.chunk_counts, a.starts,
+                                                                          a.tokens, N, s.V))
+    k.encoder_backward_sum_buckets((s.V,), (block_size,), (a.dwte, a.order, a.starts, a.dout, s.C))
+    k.encoder_backward_position_sums((ceil_div(s.T * s.C, block_size),), (block_size,), (a.dwpe, a.dout, s.B, s.T,
+                                                                                        s.C))

@@ -7,8 +7,10 @@ DIMS = ("B", "T", "C", "V")
 # (B, T, C, V): GPT-2 small with its real vocabulary; fewer rows at the same widths (the GPU tests
 # check token ids up to 50256); and three small shapes for the emulator, none with C a multiple of
 # 32 or B * T a multiple of any block size: C=40 packs into fp32 and bf16 128-bit loads, C=36 only
-# into fp32 ones (bf16's vectorized variants refuse it).
-SHAPES = [(8, 1024, 768, 50257), (2, 64, 768, 50257), (2, 5, 32, 50), (3, 7, 40, 101), (3, 7, 36, 101)]
+# into fp32 ones (bf16's vectorized variants refuse it). The last one is narrow but long: B * T = 2,100
+# positions, more than two of backward 3's 1,024-position ranking chunks, over 300 tokens.
+SHAPES = [(8, 1024, 768, 50257), (2, 64, 768, 50257), (2, 5, 32, 50), (3, 7, 40, 101), (3, 7, 36, 101),
+          (3, 700, 8, 300)]
 BENCH_SHAPE = (8, 1024, 768, 50257)
 
 TOKENS = TensorSpec(lambda d: (d.B, d.T), "i32")

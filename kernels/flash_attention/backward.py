@@ -175,7 +175,8 @@ def atomic_dq_scratch(d, dtype, config):
 
 # Variant 3's dk/dv grid for the key blocks; one warp per (b, t, h) row to prepare, 4 values a
 # thread to store dq. The key blocks' shared memory (32.5 KB) is static.
-@BACKWARD.variant(5, dtypes=("bf16",), refuse=refuse_other_head_sizes, scratch=atomic_dq_scratch)
+@BACKWARD.variant(5, dtypes=("bf16",), refuse=refuse_other_head_sizes, scratch=atomic_dq_scratch,
+                  deterministic=False)
 def atomic_dq_one_pass(k, a, s):
     rows = s.B * s.T * s.NH
     k.flash_attention_backward_prepare_atomic((ceil_div(rows, 4),), (128,), (a.row_dots, a.dq_accum, a.dout, a.out,

@@ -82,7 +82,7 @@ FORWARD = Op(
 THREADS_PER_SM = 2048
 
 
-@FORWARD.variant(1, configs=block_sizes(512, 128, 256, 1024), dtypes=("fp32", "bf16"))
+@FORWARD.variant(1, configs=block_sizes(512, 128, 256, 1024), dtypes=("fp32", "bf16"), deterministic=False)
 def atomic(k, a, s, block_size):
     a.norm.zero_()  # the blocks add into it; it arrives poisoned
     grid = min(ceil_div(s.P, block_size), k.num_sms * (THREADS_PER_SM // block_size))

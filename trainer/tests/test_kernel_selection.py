@@ -163,3 +163,43 @@ def test_bench_select_from_a_results_file_writes_and_shows_the_choice(tmp_path, 
     assert "unmeasured: simplest" in printed
     assert load_selection(target, "bf16")["flash_attention.backward"].variant.number == 2
     assert load_selection(target, "fp32")["attention.forward"].variant.number == 1  # fp32: only the three steps measured
+
+
+def encoder_backward_run(rows):
+    return Run(op="encoder.backward", dtype="fp32", shape={"B": 8, "T": 1024, "C": 768, "V": 50257}, bytes=1,
+               flops=1, bound="memory", ceilings={}, environment={}, rows=rows)
+
+
+def test_deterministic_selection_passes_over_a_faster_variant_with_atomics():
+    runs = [encoder_backward_run([row(2, 10.0, config={"block_size": 256}), row(3, 20.0, config={"block_size": 256})])]
+    assert fastest_rows(runs, "fp32")["encoder.backward"][0]["variant"] == 2  # atomics, not deterministic
+    assert fastest_rows(runs, "fp32", deterministic=True)["encoder.backward"][0]["variant"] == 3
+    section, fallbacks, _ = fastest_trainer_selection(runs, "fp32", deterministic=True)
+    assert "global_norm.forward" in fallbacks and section["global_norm.forward"]["variant"] == 2  # not 1 (atomics)
+    choices = parse_selection({"fp32": section}, "fp32", "best.yaml")
+    assert all(choice.variant.deterministic for choice in choices.values())
+
+
+def test_bench_select_simplest_deterministic_writes_only_deterministic_variants(tmp_path):
+    target = tmp_path / "best.yaml"
+    result = subprocess.run([sys.executable, "bench.py", "--select", str(target), "--simplest", "--deterministic"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "--deterministic" in target.read_text().splitlines()[0]  # the file says how it was made
+    for dtype in ("fp32", "bf16"):
+        choices = load_selection(target, dtype)
+        assert all(choice.variant.deterministic for choice in choices.values())
+        assert choices["encoder.backward"].variant.number == 3
+
+
+def test_deterministic_without_select_is_refused():
+    result = subprocess.run([sys.executable, "bench.py", "layernorm", "--deterministic"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "--deterministic only applies to --select" in result.stderr
+
+
+def test_the_training_log_names_kernels_that_are_not_deterministic():
+    choices = parse_selection({"fp32": {"encoder.backward": {"variant": 2}, "layernorm.forward": {"variant": 1}}},
+                              "fp32", "best.yaml", ("encoder.backward", "layernorm.forward"))
+    assert "not deterministic" in choices["encoder.backward"].describe()
+    assert "not deterministic" not in choices["layernorm.forward"].describe()
