@@ -326,8 +326,8 @@ def test_shared_arrays_declared_in_an_included_header_are_registered_too(tmp_pat
     assert options == [f"-I{tmp_path}", f"-I{tmp_path / 'mirror'}"]
     copy = (tmp_path / "mirror" / "matmul" / "mma_product.cuh").read_text()
     assert copy.startswith(f'#line 1 "{KERNELS_DIR / "matmul" / "mma_product.cuh"}"')
-    assert "emu::register_shared(&a_slice, sizeof(a_slice));" in copy
-    assert "emu::register_shared(&b_slice, sizeof(b_slice));" in copy
+    assert "emu::register_shared(&a_slices, sizeof(a_slices));" in copy
+    assert "emu::register_shared(&b_slices, sizeof(b_slices));" in copy
     assert (tmp_path / "mirror" / "staged_copy.cuh").exists()  # included by the header, in turn
 
 
