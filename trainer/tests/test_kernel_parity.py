@@ -20,12 +20,12 @@ TINY = GPTConfig(num_layers=2, num_heads=2, channels=32, max_seq_len=16, vocab_s
 B, T = 2, 8
 
 
-def highest_selection(dtype, family="attention"):
-    """Each op's highest-numbered variant for dtype: the most sophisticated kernels of each ladder,
-    with one attention family."""
+def highest_selection(dtype, family="attention", deterministic=False):
+    """Each op's highest-numbered variant for dtype (of the deterministic ones, if asked): the most
+    sophisticated kernels of each ladder, with one attention family."""
     section = {}
     for op in all_ops():
-        usable = [v for v in op.variants if dtype in v.dtypes]
+        usable = [v for v in op.variants if dtype in v.dtypes and (v.deterministic or not deterministic)]
         if usable:
             section[op.id] = {"variant": usable[-1].number, "config": dict(usable[-1].configs[0])}
     return trainer_section(section, family)
@@ -208,3 +208,25 @@ def test_best_yaml_parity_on_gpu(gpu, tmp_path, dtype):
     if not best.is_file():
         pytest.skip(f"no {best.name} here: `python bench.py --select best.yaml` on a GPU writes it")
     (assert_fp32_parity_on_gpu if dtype == "fp32" else assert_bf16_parity_on_gpu)(best, tmp_path)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("family", ATTENTION_FAMILIES)
+def test_deterministic_kernels_repeat_training_steps_bit_for_bit_on_gpu(gpu, tmp_path, family):
+    """What `bench.py --select --deterministic` promises: two engines from the same weights, given the
+    same batches, give the same losses and the same weights after three AdamW steps, to the bit, with
+    every layer's most refined deterministic bf16 variant (encoder backward 3 among them)."""
+    model = GPTConfig(num_layers=2, num_heads=2, channels=128)
+    section = {"bf16": highest_selection("bf16", family, deterministic=True)}
+    runs = []
+    for _ in range(2):
+        engine, _ = engine_for(tmp_path, section, "bf16", model=model, batch=(4, 128), device="cuda")
+        losses = []
+        for step in range(1, 4):
+            tokens, targets = batch(model, (4, 128), seed=step)
+            engine.zero_grad()
+            losses.append(engine.forward_backward(tokens, targets, loss_scale=1.0).item())
+            engine.adamw_step(lr=1e-3, step=step, grad_scale=1.0, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1)
+        runs.append((losses, engine.get_parameters().cpu()))
+    assert runs[0][0] == runs[1][0]
+    assert torch.equal(runs[0][1].view(torch.int32), runs[1][1].view(torch.int32))
