@@ -9,12 +9,13 @@
  * block scans the token totals into bucket starts, and every position lands at start + offset +
  * rank. The sort is stable, so a bucket lists its positions in increasing order. Then one block
  * per token sums the dout rows of its bucket, in that order, and writes the token's dwte row
- * (zeros for tokens that never occur, so no zeroing pass over dwte). dwpe is variant 2's sum over b.
+ * (zeros for tokens that never occur, so no zeroing pass over dwte). dwpe is summed over b in order,
+ * as in variant 2, by a kernel of its own.
  * Teaches: how to make a scattered sum deterministic: give every output one owner, and hand the
  * owner its inputs in a fixed order. Integer counts and offsets are exact whatever order threads
- * run in, so only the float sums need an owner. The price: five small kernels before the sum, an
- * int table of (B T / 1024) x V counts, and a critical path set by the most frequent token, whose
- * block adds its rows one after another.
+ * run in, so only the float sums need an owner. The price: four small kernels before the sum, a
+ * zeroed int table of (B T / 1024) x V counts, and a critical path set by the most frequent token,
+ * whose block adds its rows one after another.
  * Run: python bench.py encoder --pass backward --variant 3
  */
 #include "common.cuh"
