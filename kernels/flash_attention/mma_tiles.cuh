@@ -1,4 +1,5 @@
-// The building blocks of the mma.sync flash attention kernels (forward 3, backward 3): a block takes
+// The building blocks of the mma.sync flash attention kernels (forward 3 and 4, backward 3 to 5),
+// so that each variant's file shows only what it changes (a pipeline, the dq atomics): a block takes
 // 64 rows (queries or keys) of one (b, h), each of its 4 warps 16 of them, and the other side
 // arrives in 64 x HS tiles staged in swizzled shared memory. Everything a warp computes stays in
 // mma.sync's registers (kernels/warp_mma.cuh for the layouts): lane (g, t) = (lane / 4, lane % 4)
@@ -60,9 +61,22 @@ __device__ __forceinline__ void rows_times_tile_rows(Accumulators& acc, const Ro
     }
 }
 
+// acc += a (16 x 16, an A operand) @ rows [16 kk, 16 kk + 16) of tile (16 x HS): the tile's rows
+// are the product's k, so ldmatrix .trans hands them out as B operands.
+__device__ __forceinline__ void step_times_tile_rows(Accumulators& acc, const unsigned (&a)[4], const Tile& tile,
+                                                     int kk, int lane) {
+#pragma unroll
+    for (int j = 0; j < BLOCKS; j += 2) {  // one ldmatrix.x4.trans: two 8-column blocks of the tile
+        unsigned r[4];
+        ldmatrix_x4_trans(r, &tile[0][0] + swizzled<HS>(16 * kk + quarter_row(lane), 8 * j + quarter_col(lane)));
+        const unsigned first[2] = {r[0], r[1]}, second[2] = {r[2], r[3]};
+        mma_bf16_16x8x16(acc[j], a, first);
+        mma_bf16_16x8x16(acc[j + 1], a, second);
+    }
+}
+
 // acc += P (16 x 64, a warp's accumulators, rounded to bf16) @ tile (64 x HS): P's column blocks
-// 2kk and 2kk + 1 are, element for element, the A operand of step kk; the tile's rows are that
-// product's k, so ldmatrix .trans hands them out as B operands.
+// 2kk and 2kk + 1 are, element for element, the A operand of step kk.
 __device__ __forceinline__ void accumulate_times_tile(Accumulators& acc, const Accumulators& P, const Tile& tile,
                                                       int lane) {
 #pragma unroll
@@ -70,14 +84,7 @@ __device__ __forceinline__ void accumulate_times_tile(Accumulators& acc, const A
         const unsigned a[4] = {pack_bf16(P[2 * kk][0], P[2 * kk][1]), pack_bf16(P[2 * kk][2], P[2 * kk][3]),
                                pack_bf16(P[2 * kk + 1][0], P[2 * kk + 1][1]),
                                pack_bf16(P[2 * kk + 1][2], P[2 * kk + 1][3])};
-#pragma unroll
-        for (int j = 0; j < BLOCKS; j += 2) {  // one ldmatrix.x4.trans: two 8-column blocks of the tile
-            unsigned r[4];
-            ldmatrix_x4_trans(r, &tile[0][0] + swizzled<HS>(16 * kk + quarter_row(lane), 8 * j + quarter_col(lane)));
-            const unsigned first[2] = {r[0], r[1]}, second[2] = {r[2], r[3]};
-            mma_bf16_16x8x16(acc[j], a, first);
-            mma_bf16_16x8x16(acc[j + 1], a, second);
-        }
+        step_times_tile_rows(acc, a, tile, kk, lane);
     }
 }
 
@@ -203,6 +210,67 @@ __device__ __forceinline__ void store_row(floatX* row, const Accumulators& acc, 
 #pragma unroll
     for (int j = 0; j < BLOCKS; j++) {  // row starts at an even element: every pair is 4-byte aligned
         store_pair(row + 8 * j + 2 * (lane % 4), acc[j][2 * half] * factor, acc[j][2 * half + 1] * factor, true, true);
+    }
+}
+
+// The forward's end (forward 3 and 4): each of this lane's rows divided by its sum (the group's
+// four shares added) and written to out, and its log-sum-exp m + log(sum) to lse by lane t = 0 of
+// the group. Rows past T are skipped.
+__device__ __forceinline__ void store_output_and_lse(floatX* out, float* lse, const Accumulators& o,
+                                                     const float (&m)[2], const float (&l)[2], const int (&rows)[2],
+                                                     int bh, int NH, int T, int lane) {
+    const int b = bh / NH, h = bh % NH, C = NH * HS;
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+        const float sum = group_sum(l[half]);  // >= 1: the row maximum's own term is exp(0)
+        if (rows[half] >= T) continue;
+        store_row(out + ((size_t)b * T + rows[half]) * C + h * HS, o, half, 1.0f / sum, lane);
+        if (lane % 4 == 0) lse[(size_t)bh * T + rows[half]] = m[half] + logf(sum);
+    }
+}
+
+// Query tile q0 for a key block (backward 3, 4 and 5): its q and dout rows into q_tile and dy_tile
+// with cp.async (the caller commits and waits), and its lse and D into lse_tile and D_tile with
+// ordinary loads by the first 64 threads (visible to all after the caller's next barrier); rows
+// past T as zeros. bh_rows: the (b, h) pair's first row in lse and row_dots.
+__device__ __forceinline__ void stage_query_tile(Tile& q_tile, Tile& dy_tile, float* lse_tile, float* D_tile,
+                                                 const floatX* q_base, const floatX* dy_base, int C,
+                                                 const float* lse, const float* row_dots, size_t bh_rows, int q0,
+                                                 int T) {
+    stage(q_tile, q_base, 3 * C, q0, T);
+    stage(dy_tile, dy_base, C, q0, T);
+    if (threadIdx.x < TILE) {
+        const int row = q0 + threadIdx.x;
+        lse_tile[threadIdx.x] = row < T ? lse[bh_rows + row] : 0.0f;
+        D_tile[threadIdx.x] = row < T ? row_dots[bh_rows + row] : 0.0f;
+    }
+}
+
+// One staged query tile for a key block (backward 3, 4 and 5), on this warp's 16 keys (rows k and
+// v): S^T = k q^T and dP^T = v dout^T, then P^T and dS^T = scale P^T (dP^T - D), then dv += P^T dout
+// and dk += dS^T q. dS^T is left in dst for a caller that needs it again (backward 5's dq).
+__device__ __forceinline__ void key_block_tile(Accumulators& dk, Accumulators& dv, Accumulators& dst,
+                                               const RowOperand& k, const RowOperand& v, const Tile& q_tile,
+                                               const Tile& dy_tile, const float* lse_tile, const float* D_tile,
+                                               int q0, const int (&keys)[2], int T, float scale, int lane) {
+    Accumulators st;
+    rows_times_tile_rows(st, k, q_tile, lane);    // S^T = k q^T: this warp's 16 keys x 64 queries
+    rows_times_tile_rows(dst, v, dy_tile, lane);  // dP^T = v dout^T
+    softmax_backward_columns(st, dst, q0, keys, lse_tile, D_tile, T, scale, lane);  // P^T, dS^T in place
+    accumulate_times_tile(dv, st, dy_tile, lane);  // dv += P^T dout
+    accumulate_times_tile(dk, dst, q_tile, lane);  // dk += dS^T q
+}
+
+// A key block's end (backward 3, 4 and 5): this lane's rows of dk and dv into dqkv's columns C..
+// and 2C.. of their key's row; keys past T are skipped.
+__device__ __forceinline__ void store_key_gradients(floatX* dqkv, const Accumulators& dk, const Accumulators& dv,
+                                                    const int (&keys)[2], int b, int h, int T, int C, int lane) {
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+        if (keys[half] >= T) continue;
+        floatX* row = dqkv + ((size_t)b * T + keys[half]) * 3 * C + h * HS;
+        store_row(row + C, dk, half, 1.0f, lane);
+        store_row(row + 2 * C, dv, half, 1.0f, lane);
     }
 }
 

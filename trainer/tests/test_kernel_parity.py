@@ -13,7 +13,8 @@ from harness.registry import all_ops
 from trainer.config import ROOT, GPTConfig, TrainConfig
 from trainer.engine import TorchEngine
 from trainer.kernel_engine import KernelEngine
-from trainer.kernels import ATTENTION_FAMILIES, simplest_trainer_selection, trainer_section, write_selection
+from trainer.kernels import (ATTENTION_FAMILIES, allowed, simplest_trainer_selection, trainer_section,
+                             write_selection)
 from trainer.model import PARAMETER_NAMES, init_parameters, parameter_views
 
 TINY = GPTConfig(num_layers=2, num_heads=2, channels=32, max_seq_len=16, vocab_size=50, padded_vocab_size=64)
@@ -25,7 +26,7 @@ def highest_selection(dtype, family="attention", deterministic=False):
     sophisticated kernels of each ladder, with one attention family."""
     section = {}
     for op in all_ops():
-        usable = [v for v in op.variants if dtype in v.dtypes and (v.deterministic or not deterministic)]
+        usable = [v for v in op.variants if dtype in v.dtypes and allowed(v, deterministic)]
         if usable:
             section[op.id] = {"variant": usable[-1].number, "config": dict(usable[-1].configs[0])}
     return trainer_section(section, family)

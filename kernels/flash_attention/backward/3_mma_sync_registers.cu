@@ -114,30 +114,12 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_backward_d
     for (int qt = blockIdx.x; qt < query_tiles; qt++) {  // query tiles at or below the diagonal
         const int q0 = qt * TILE;
         __syncthreads();  // every warp is done with the previous tiles (and loaded its fragments)
-        stage(q_tile, q_base, 3 * C, q0, T);
-        stage(dy_tile, dy_base, C, q0, T);
+        stage_query_tile(q_tile, dy_tile, lse_tile, D_tile, q_base, dy_base, C, lse, row_dots, (size_t)bh * T, q0, T);
         __pipeline_commit();
-        if (threadIdx.x < TILE) {
-            const int row = q0 + threadIdx.x;
-            lse_tile[threadIdx.x] = row < T ? lse[(size_t)bh * T + row] : 0.0f;
-            D_tile[threadIdx.x] = row < T ? row_dots[(size_t)bh * T + row] : 0.0f;
-        }
         __pipeline_wait_prior(0);
         __syncthreads();
-        Accumulators st, dpt;
-        rows_times_tile_rows(st, k, q_tile, lane);    // S^T = k q^T: this warp's 16 keys x 64 queries
-        rows_times_tile_rows(dpt, v, dy_tile, lane);  // dP^T = v dout^T
-
-        // P^T in place of st, dS^T = scale P^T (dP^T - D) in place of dpt.
-        softmax_backward_columns(st, dpt, q0, keys, lse_tile, D_tile, T, scale, lane);
-        accumulate_times_tile(dv, st, dy_tile, lane);  // dv += P^T dout
-        accumulate_times_tile(dk, dpt, q_tile, lane);  // dk += dS^T q
+        Accumulators dst;  // S^T, dP^T, P^T and dS^T on this warp's 16 keys, then dv and dk
+        key_block_tile(dk, dv, dst, k, v, q_tile, dy_tile, lse_tile, D_tile, q0, keys, T, scale, lane);
     }
-#pragma unroll
-    for (int half = 0; half < 2; half++) {
-        if (keys[half] >= T) continue;
-        floatX* row = dqkv + ((size_t)b * T + keys[half]) * 3 * C + h * HS;
-        store_row(row + C, dk, half, 1.0f, lane);
-        store_row(row + 2 * C, dv, half, 1.0f, lane);
-    }
+    store_key_gradients(dqkv, dk, dv, keys, b, h, T, C, lane);
 }

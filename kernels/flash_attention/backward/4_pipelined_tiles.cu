@@ -103,15 +103,11 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_backward_d
     const floatX* dy_base = dout + (size_t)b * T * C + h * HS;
 
     const int query_tiles = (T + TILE - 1) / TILE;
-    // Query tile qt's q, dout, lse and D into buffer `buffer` (q and dout as one commit group).
+    // Query tile qt's q, dout, lse and D into buffer `buffer` (q and dout as one commit group; lse and
+    // D are ordinary loads, visible to all after the next barrier).
     auto stage_queries = [&](int qt, int buffer) {
-        stage(q_tiles[buffer], q_base, 3 * C, qt * TILE, T);
-        stage(dy_tiles[buffer], dy_base, C, qt * TILE, T);
-        if (threadIdx.x < TILE) {  // ordinary loads: visible to all after the next barrier
-            const int row = qt * TILE + threadIdx.x;
-            lse_tiles[buffer][threadIdx.x] = row < T ? lse[(size_t)bh * T + row] : 0.0f;
-            D_tiles[buffer][threadIdx.x] = row < T ? row_dots[(size_t)bh * T + row] : 0.0f;
-        }
+        stage_query_tile(q_tiles[buffer], dy_tiles[buffer], lse_tiles[buffer], D_tiles[buffer], q_base, dy_base, C,
+                         lse, row_dots, (size_t)bh * T, qt * TILE, T);
     };
     stage(q_tiles[1], q_base + C, 3 * C, k0, T);
     stage(dy_tiles[1], q_base + 2 * C, 3 * C, k0, T);
@@ -136,20 +132,8 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_backward_d
         __pipeline_commit();  // a group every iteration (empty on the last), so the count below holds
         __pipeline_wait_prior(1);  // tile qt's q and dout have landed (qt + 1's may not have)
         __syncthreads();
-        Accumulators st, dpt;
-        rows_times_tile_rows(st, k, q_tile, lane);    // S^T = k q^T: this warp's 16 keys x 64 queries
-        rows_times_tile_rows(dpt, v, dy_tile, lane);  // dP^T = v dout^T
-
-        // P^T in place of st, dS^T = scale P^T (dP^T - D) in place of dpt.
-        softmax_backward_columns(st, dpt, q0, keys, lse_tile, D_tile, T, scale, lane);
-        accumulate_times_tile(dv, st, dy_tile, lane);  // dv += P^T dout
-        accumulate_times_tile(dk, dpt, q_tile, lane);  // dk += dS^T q
+        Accumulators dst;  // S^T, dP^T, P^T and dS^T on this warp's 16 keys, then dv and dk
+        key_block_tile(dk, dv, dst, k, v, q_tile, dy_tile, lse_tile, D_tile, q0, keys, T, scale, lane);
     }
-#pragma unroll
-    for (int half = 0; half < 2; half++) {
-        if (keys[half] >= T) continue;
-        floatX* row = dqkv + ((size_t)b * T + keys[half]) * 3 * C + h * HS;
-        store_row(row + C, dk, half, 1.0f, lane);
-        store_row(row + 2 * C, dv, half, 1.0f, lane);
-    }
+    store_key_gradients(dqkv, dk, dv, keys, b, h, T, C, lane);
 }

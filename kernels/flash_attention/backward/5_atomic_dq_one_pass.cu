@@ -73,24 +73,12 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_backward_a
     for (int qt = blockIdx.x; qt < query_tiles; qt++) {  // query tiles at or below the diagonal
         const int q0 = qt * TILE;
         __syncthreads();  // every warp is done with the previous tiles (q, dout, dS^T; v's rows at first)
-        stage(q_tile, q_base, 3 * C, q0, T);
-        stage(dy_tile, dy_base, C, q0, T);
+        stage_query_tile(q_tile, dy_tile, lse_tile, D_tile, q_base, dy_base, C, lse, row_dots, (size_t)bh * T, q0, T);
         __pipeline_commit();
-        if (threadIdx.x < TILE) {
-            const int row = q0 + threadIdx.x;
-            lse_tile[threadIdx.x] = row < T ? lse[(size_t)bh * T + row] : 0.0f;
-            D_tile[threadIdx.x] = row < T ? row_dots[(size_t)bh * T + row] : 0.0f;
-        }
         __pipeline_wait_prior(0);
         __syncthreads();
-        Accumulators st, dpt;
-        rows_times_tile_rows(st, k, q_tile, lane);    // S^T = k q^T: this warp's 16 keys x 64 queries
-        rows_times_tile_rows(dpt, v, dy_tile, lane);  // dP^T = v dout^T
-
-        // P^T in place of st, dS^T = scale P^T (dP^T - D) in place of dpt.
-        softmax_backward_columns(st, dpt, q0, keys, lse_tile, D_tile, T, scale, lane);
-        accumulate_times_tile(dv, st, dy_tile, lane);  // dv += P^T dout
-        accumulate_times_tile(dk, dpt, q_tile, lane);  // dk += dS^T q
+        Accumulators dpt;  // S^T, dP^T, P^T and dS^T on this warp's 16 keys, then dv and dk: variant 3's step
+        key_block_tile(dk, dv, dpt, k, v, q_tile, dy_tile, lse_tile, D_tile, q0, keys, T, scale, lane);
 
         // dS^T to shared memory, rounded to bf16 as the products above used it: rows are keys.
 #pragma unroll
@@ -98,28 +86,21 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_backward_a
 #pragma unroll
             for (int half = 0; half < 2; half++) {
                 const int key_row = 16 * warp + g + 8 * half;
-                *reinterpret_cast<unsigned*>(&ds_tile[0][0] + swizzled<HS>(key_row, 8 * j + 2 * t)) =
-                    pack_bf16(dpt[j][2 * half], dpt[j][2 * half + 1]);
+                store_pair(&ds_tile[0][0] + swizzled<HS>(key_row, 8 * j + 2 * t), dpt[j][2 * half],
+                           dpt[j][2 * half + 1], true, true);
             }
         }
         __syncthreads();
 
         // dq for this warp's 16 queries of the tile, over the block's 64 keys: dS (queries x keys)
         // is dS^T read with ldmatrix .trans (its rows are the product's k, the keys), and k's tile
-        // rows are the product's k too, so it is read with .trans as in accumulate_times_tile.
+        // rows are the product's k too, so it is read with .trans (step_times_tile_rows).
         Accumulators dq = {};
 #pragma unroll
         for (int kk = 0; kk < STEPS; kk++) {
             unsigned a[4];
             ldmatrix_x4_trans(a, &ds_tile[0][0] + swizzled<HS>(16 * kk + n_row(lane), 16 * warp + k_col(lane)));
-#pragma unroll
-            for (int j = 0; j < BLOCKS; j += 2) {
-                unsigned r[4];
-                ldmatrix_x4_trans(r, &k_tile[0][0] + swizzled<HS>(16 * kk + quarter_row(lane), 8 * j + quarter_col(lane)));
-                const unsigned first[2] = {r[0], r[1]}, second[2] = {r[2], r[3]};
-                mma_bf16_16x8x16(dq[j], a, first);
-                mma_bf16_16x8x16(dq[j + 1], a, second);
-            }
+            step_times_tile_rows(dq, a, k_tile, kk, lane);
         }
 #pragma unroll
         for (int half = 0; half < 2; half++) {
@@ -133,13 +114,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_backward_a
             }
         }
     }
-#pragma unroll
-    for (int half = 0; half < 2; half++) {
-        if (keys[half] >= T) continue;
-        floatX* row = dqkv + ((size_t)b * T + keys[half]) * 3 * C + h * HS;
-        store_row(row + C, dk, half, 1.0f, lane);
-        store_row(row + 2 * C, dv, half, 1.0f, lane);
-    }
+    store_key_gradients(dqkv, dk, dv, keys, b, h, T, C, lane);
 }
 
 // dq_accum (B, T, C) fp32 rounded into dqkv's first C columns, 4 values a thread: a warp's 16-byte

@@ -32,7 +32,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_forward_mm
 
     const int warp = threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
-    const int g = lane / 4, t = lane % 4;
+    const int g = lane / 4;
     const int C = NH * HS;
     const int bh = blockIdx.y;
     const int b = bh / NH, h = bh % NH;
@@ -73,12 +73,5 @@ extern "C" __global__ void __launch_bounds__(THREADS) flash_attention_forward_mm
         accumulate_times_tile(o, s, v_tile, lane);  // o += P v, P straight from the score registers
     }
 
-    // out[b, t, h * HS + c] and lse[b, h, t], each written once.
-#pragma unroll
-    for (int half = 0; half < 2; half++) {
-        const float sum = group_sum(l[half]);  // >= 1: the row maximum's own term is exp(0)
-        if (rows[half] >= T) continue;
-        store_row(out + ((size_t)b * T + rows[half]) * C + h * HS, o, half, 1.0f / sum, lane);
-        if (t == 0) lse[(size_t)bh * T + rows[half]] = m[half] + logf(sum);
-    }
+    store_output_and_lse(out, lse, o, m, l, rows, bh, NH, T, lane);  // out[b, t, h * HS + c], lse[b, h, t]
 }
